@@ -1,0 +1,139 @@
+"""The pipeline: admit → decode → route → write, shared by every receiver."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from processor import telemetry
+from processor.errors import InvalidRequest, Overloaded, StorageUnavailable
+from processor.privacy import Hasher
+from processor.router import RouteContext, route_logs, route_metrics, route_traces
+from processor.rows import Batch
+from processor.writer import Writer
+
+log = structlog.get_logger("processor.pipeline")
+
+
+class Signal(StrEnum):
+    TRACES = "traces"
+    LOGS = "logs"
+    METRICS = "metrics"
+
+
+REQUEST_TYPES: dict[Signal, type[Message]] = {
+    Signal.TRACES: ExportTraceServiceRequest,
+    Signal.LOGS: ExportLogsServiceRequest,
+    Signal.METRICS: ExportMetricsServiceRequest,
+}
+ROUTERS: dict[Signal, Callable[[Any, RouteContext], Batch]] = {
+    Signal.TRACES: route_traces,
+    Signal.LOGS: route_logs,
+    Signal.METRICS: route_metrics,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    received: int
+    rejected: int
+    error_message: str
+
+
+def decode(signal: Signal, data: bytes) -> Message:
+    """Parse an OTLP protobuf request; a payload that does not parse is the client's error."""
+    message = REQUEST_TYPES[signal]()
+    try:
+        message.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise InvalidRequest(f"malformed {signal} request: {exc}") from exc
+    return message
+
+
+class Pipeline:
+    def __init__(
+        self,
+        writer: Writer,
+        hasher: Hasher,
+        *,
+        max_inflight_requests: int = 64,
+        max_inflight_bytes: int = 64 << 20,
+    ) -> None:
+        self.writer = writer
+        self.hasher = hasher
+        self.max_inflight_requests = max_inflight_requests
+        self.max_inflight_bytes = max_inflight_bytes
+        self.inflight_requests = 0
+        self.inflight_bytes = 0
+        self.draining = False
+
+    @contextlib.contextmanager
+    def admit(self, nbytes: int) -> Iterator[None]:
+        """Bound the work in flight; beyond the bound the client is told to come back later."""
+        if self.draining:
+            raise Overloaded("the server is shutting down", retry_after=1.0)
+        if (
+            self.inflight_requests >= self.max_inflight_requests
+            or self.inflight_bytes + nbytes > self.max_inflight_bytes
+        ):
+            raise Overloaded("too much work in flight", retry_after=1.0)
+        self.inflight_requests += 1
+        self.inflight_bytes += nbytes
+        telemetry.INFLIGHT_REQUESTS.set(self.inflight_requests)
+        telemetry.INFLIGHT_BYTES.set(self.inflight_bytes)
+        try:
+            yield
+        finally:
+            self.inflight_requests -= 1
+            self.inflight_bytes -= nbytes
+            telemetry.INFLIGHT_REQUESTS.set(self.inflight_requests)
+            telemetry.INFLIGHT_BYTES.set(self.inflight_bytes)
+
+    async def export(
+        self, signal: Signal, message: Message, *, project_id: int = 1, receiver: str = "grpc"
+    ) -> Outcome:
+        """Route and commit one OTLP request; returns only after its rows are committed."""
+        ctx = RouteContext(hasher=self.hasher, project_id=project_id)
+        batch = ROUTERS[signal](message, ctx)
+        return await self.commit(signal, batch, receiver=receiver)
+
+    async def commit(self, signal: Signal | str, batch: Batch, *, receiver: str) -> Outcome:
+        started = time.perf_counter()
+        outcome_label = "ok"
+        try:
+            result = await self.writer.write(batch)
+        except StorageUnavailable:
+            outcome_label = "unavailable"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            telemetry.REQUESTS.labels(signal, receiver, outcome_label).inc()
+            telemetry.EXPORT_SECONDS.labels(signal, receiver).observe(elapsed)
+        rejected = batch.rejected + result.rejected
+        message = "; ".join(m for m in (batch.error_message, result.error) if m)
+        telemetry.ITEMS_RECEIVED.labels(signal, receiver).inc(batch.received)
+        telemetry.ITEMS_ACCEPTED.labels(signal, receiver).inc(max(batch.received - rejected, 0))
+        if rejected:
+            telemetry.ITEMS_REJECTED.labels(signal, receiver).inc(rejected)
+        log.info(
+            "export",
+            signal=str(signal),
+            receiver=receiver,
+            received=batch.received,
+            rejected=rejected,
+            rows=batch.row_count,
+            latency_ms=round(elapsed * 1000, 2),
+        )
+        return Outcome(batch.received, rejected, message)

@@ -1,0 +1,99 @@
+"""Identifier hashing and PII scrubbing (SPEC §7)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+Hasher = Callable[[str], str]
+
+# Attribute keys whose values identify a person, organisation, session or client address.
+SENSITIVE_KEYS = frozenset(
+    {
+        "user.id",
+        "enduser.id",
+        "user.email",
+        "user.name",
+        "user.full_name",
+        "user.hash",
+        "enduser.pseudo.id",
+        "organization.id",
+        "tenant.id",
+        "session.id",
+        "session.previous_id",
+        "client.address",
+        "client.socket.address",
+        "http.client_ip",
+        "net.peer.ip",
+        "net.sock.peer.addr",
+        "network.peer.address",
+        "source.address",
+        "userId",
+        "userName",
+        "userEmail",
+        "sessionId",
+        "user_id",
+        "user_name",
+        "user_email",
+        "session_id",
+        "email",
+        "ip",
+        "ip_address",
+    }
+)
+
+_EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
+_IPV4 = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
+_IPV6 = r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![\w:])|(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4})?(?![\w:])"
+_PII = re.compile(f"{_EMAIL}|{_IPV4}|{_IPV6}")
+
+
+def make_hasher(key: str | None = None) -> Hasher:
+    """``sha256(v)[:16]``, or HMAC-SHA256 keyed with ``key`` when one is given."""
+    if key:
+        secret = key.encode()
+
+        @lru_cache(maxsize=65536)
+        def keyed(value: str) -> str:
+            return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:16]
+
+        return keyed
+
+    @lru_cache(maxsize=65536)
+    def plain(value: str) -> str:
+        return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+    return plain
+
+
+def scrub_text(text: str, hasher: Hasher) -> str:
+    """Replace e-mail addresses and IP addresses inside free text by their hashes."""
+    if "@" not in text and "." not in text and ":" not in text:
+        return text
+    return _PII.sub(lambda m: hasher(m.group(0)), text)
+
+
+def scrub_value(value: Any, hasher: Hasher) -> Any:
+    """Scrub a JSON-ready value: strings lose e-mails and IPs, containers are walked."""
+    if isinstance(value, str):
+        return scrub_text(value, hasher)
+    if isinstance(value, dict):
+        return scrub_mapping(value, hasher)
+    if isinstance(value, list):
+        return [scrub_value(v, hasher) for v in value]
+    return value
+
+
+def scrub_mapping(values: dict[str, Any], hasher: Hasher) -> dict[str, Any]:
+    """A copy whose identifying values are hashed, keys kept so analysts can still group."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in SENSITIVE_KEYS and value is not None and not isinstance(value, (dict, list)):
+            out[key] = hasher(str(value))
+        else:
+            out[key] = scrub_value(value, hasher)
+    return out

@@ -1,0 +1,1 @@
+"""Receivers: the protocol edges in front of the pipeline."""

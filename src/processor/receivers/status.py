@@ -1,0 +1,59 @@
+"""Protocol status for each failure type (SPEC §8), looked up by type, never by message."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from processor.errors import (
+    InvalidRequest,
+    Overloaded,
+    PayloadTooLarge,
+    ProcessorError,
+    RateLimited,
+    RetryableError,
+    StorageUnavailable,
+    Unauthenticated,
+)
+
+# Most specific types first: the first isinstance match wins.
+STATUS: tuple[tuple[type[ProcessorError], grpc.StatusCode, int], ...] = (
+    (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT, 400),
+    (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED, 401),
+    (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    (Overloaded, grpc.StatusCode.UNAVAILABLE, 503),
+    (StorageUnavailable, grpc.StatusCode.UNAVAILABLE, 503),
+    (RetryableError, grpc.StatusCode.UNAVAILABLE, 503),
+)
+
+
+def lookup(exc: ProcessorError) -> tuple[grpc.StatusCode, int]:
+    for kind, code, http in STATUS:
+        if isinstance(exc, kind):
+            return code, http
+    return grpc.StatusCode.INTERNAL, 500
+
+
+def rpc_status(exc: ProcessorError) -> status_pb2.Status:
+    """A google.rpc.Status for the failure, with RetryInfo when the client should retry."""
+    code, _ = lookup(exc)
+    status = status_pb2.Status(code=code.value[0], message=str(exc))
+    if isinstance(exc, RetryableError):
+        seconds = max(exc.retry_after, 0.0)
+        delay = duration_pb2.Duration(
+            seconds=int(seconds), nanos=int((seconds - int(seconds)) * 1e9)
+        )
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        status.details.append(detail)
+    return status
+
+
+def retry_after_header(exc: ProcessorError) -> dict[str, str]:
+    if isinstance(exc, RetryableError):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return {}

@@ -1,0 +1,109 @@
+"""The service: receivers → pipeline → writer, started and stopped as one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+
+import structlog
+
+from processor import telemetry
+from processor.auth import StaticKeys
+from processor.pipeline import Pipeline
+from processor.privacy import make_hasher
+from processor.receivers.grpc import GrpcReceiver
+from processor.receivers.http import HttpReceiver
+from processor.settings import Settings, redact_url
+from processor.writer import SqlWriter, create_db_engine
+
+log = structlog.get_logger("processor.server")
+
+
+class App:
+    """Owns every component. ``start()`` then ``shutdown()``; shutdown is safe to call twice."""
+
+    def __init__(self, settings: Settings, *, health_interval: float = 2.0) -> None:
+        self.settings = settings
+        self.health_interval = health_interval
+        self.engine = create_db_engine(settings.sqlalchemy_url)
+        self.writer = SqlWriter(self.engine, max_rows=settings.writer_max_rows)
+        self.auth = StaticKeys(settings.api_keys)
+        self.pipeline = Pipeline(
+            self.writer,
+            make_hasher(settings.user_id_hash_key),
+            max_inflight_requests=settings.max_inflight_requests,
+            max_inflight_bytes=settings.max_inflight_mib << 20,
+        )
+        self.grpc = GrpcReceiver(settings, self.pipeline, self.auth)
+        self.http = HttpReceiver(settings, self.pipeline, self.auth, ready=self.check_ready)
+        self.database_up = False
+        self._monitor: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    @property
+    def grpc_port(self) -> int:
+        return self.grpc.port
+
+    @property
+    def http_port(self) -> int:
+        return self.http.port
+
+    async def start(self) -> None:
+        self._warn_if_open()
+        await self.writer.start()
+        await self.grpc.start()
+        await self.http.start()
+        await self._update_health()
+        self._monitor = asyncio.create_task(self._watch_database())
+        log.info(
+            "started",
+            database=redact_url(self.settings.database_url),
+            grpc_port=self.grpc_port,
+            http_port=self.http_port,
+            auth=self.auth.enabled,
+        )
+
+    async def check_ready(self) -> bool:
+        await self._update_health()
+        return self.database_up
+
+    async def _update_health(self) -> None:
+        up = await self.writer.ping()
+        if up != self.database_up:
+            log.info("database_up" if up else "database_down")
+        self.database_up = up
+        telemetry.DATABASE_UP.set(1 if up else 0)
+        if not self._stopped:
+            await self.grpc.set_serving(up)
+
+    async def _watch_database(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval)
+            await self._update_health()
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting, finish and commit what is in flight, then close the database."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.pipeline.draining = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await asyncio.gather(self.grpc.shutdown(grace), self.http.shutdown())
+        await self.writer.shutdown()
+        log.info("stopped")
+
+    def _warn_if_open(self) -> None:
+        try:
+            loopback = ipaddress.ip_address(self.settings.bind_address).is_loopback
+        except ValueError:
+            loopback = self.settings.bind_address == "localhost"
+        if not loopback and not self.auth.enabled and not self.settings.tls_enabled:
+            log.warning(
+                "listening_unprotected",
+                bind_address=self.settings.bind_address,
+                hint="set API_KEYS and TLS_CERT_FILE/TLS_KEY_FILE, or bind to 127.0.0.1",
+            )

@@ -1,0 +1,183 @@
+"""The service's configuration: read from the environment here and nowhere else."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+DEFAULT_DATABASE_URL = "sqlite:///analytics.db"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A configuration value is unusable; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    bind_address: str = "127.0.0.1"
+    port: int = 4317
+    http_port: int = 4318
+    log_level: str = "INFO"
+    log_format: str = "json"
+    user_id_hash_key: str | None = field(default=None, repr=False)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    rate_limit_per_minute: int = 1000
+    rate_limit_burst: int = 100
+    max_batch_size: int = 1000
+    max_recv_msg_mib: int = 4
+    max_http_body_mib: int = 20
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # Admission bounds: work admitted but not yet committed.
+    max_inflight_requests: int = 64
+    max_inflight_mib: int = 64
+    # Group commit: most rows written in one transaction.
+    writer_max_rows: int = 20000
+    workers: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build and validate settings; CLI flags arrive as ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+
+        url = env.get("ANALYTICS_DATABASE_URL", "").strip()
+        if not url and env.get("ANALYTICS_DB_HOST"):
+            url = _url_from_parts(env)
+        if url:
+            values["database_url"] = url
+
+        for var, name in (("BIND_ADDRESS", "bind_address"),):
+            if env.get(var):
+                values[name] = env[var].strip()
+        ints = {
+            "PORT": "port",
+            "HTTP_PORT": "http_port",
+            "RATE_LIMIT_REQUESTS_PER_MINUTE": "rate_limit_per_minute",
+            "RATE_LIMIT_BURST": "rate_limit_burst",
+            "MAX_BATCH_SIZE": "max_batch_size",
+            "MAX_RECV_MSG_SIZE_MIB": "max_recv_msg_mib",
+            "MAX_HTTP_BODY_MIB": "max_http_body_mib",
+            "MAX_INFLIGHT_REQUESTS": "max_inflight_requests",
+            "MAX_INFLIGHT_MIB": "max_inflight_mib",
+            "WRITER_MAX_ROWS": "writer_max_rows",
+            "WORKERS": "workers",
+        }
+        for var, name in ints.items():
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise SettingsError(f"{var} must be an integer, got {raw!r}") from None
+        if env.get("LOG_LEVEL"):
+            values["log_level"] = env["LOG_LEVEL"].strip().upper()
+        if env.get("LOG_FORMAT"):
+            values["log_format"] = env["LOG_FORMAT"].strip().lower()
+        if env.get("USER_ID_HASH_KEY"):
+            values["user_id_hash_key"] = env["USER_ID_HASH_KEY"]
+        if env.get("API_KEYS"):
+            values["api_keys"] = tuple(k.strip() for k in env["API_KEYS"].split(",") if k.strip())
+        for var, name in (
+            ("TLS_CERT_FILE", "tls_cert_file"),
+            ("TLS_KEY_FILE", "tls_key_file"),
+            ("TLS_CLIENT_CA_FILE", "tls_client_ca_file"),
+        ):
+            if env.get(var):
+                values[name] = env[var]
+
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: object) -> Settings:
+        new = dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        if not self.database_url.startswith(("sqlite", "postgresql", "postgres://")):
+            raise SettingsError("ANALYTICS_DATABASE_URL must start with sqlite:// or postgresql://")
+        for var, port in (("PORT", self.port), ("HTTP_PORT", self.http_port)):
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{var} must be between 0 and 65535, got {port}")
+        if self.log_level not in _LEVELS:
+            raise SettingsError(f"LOG_LEVEL must be one of {', '.join(_LEVELS)}")
+        if self.log_format not in ("json", "console"):
+            raise SettingsError("LOG_FORMAT must be json or console")
+        if self.user_id_hash_key is not None and len(self.user_id_hash_key.encode()) < 32:
+            raise SettingsError("USER_ID_HASH_KEY must be at least 32 bytes long")
+        positive = {
+            "RATE_LIMIT_REQUESTS_PER_MINUTE": (self.rate_limit_per_minute, 0),
+            "RATE_LIMIT_BURST": (self.rate_limit_burst, 0),
+            "MAX_BATCH_SIZE": (self.max_batch_size, 1),
+            "MAX_RECV_MSG_SIZE_MIB": (self.max_recv_msg_mib, 1),
+            "MAX_HTTP_BODY_MIB": (self.max_http_body_mib, 1),
+            "MAX_INFLIGHT_REQUESTS": (self.max_inflight_requests, 1),
+            "MAX_INFLIGHT_MIB": (self.max_inflight_mib, 1),
+            "WRITER_MAX_ROWS": (self.writer_max_rows, 1),
+            "WORKERS": (self.workers, 1),
+        }
+        for var, (value, least) in positive.items():
+            if value < least:
+                raise SettingsError(f"{var} must be at least {least}, got {value}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise SettingsError("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
+        for var, path in (
+            ("TLS_CERT_FILE", self.tls_cert_file),
+            ("TLS_KEY_FILE", self.tls_key_file),
+            ("TLS_CLIENT_CA_FILE", self.tls_client_ca_file),
+        ):
+            if path and not Path(path).is_file():
+                raise SettingsError(f"{var} points to a missing file: {path}")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL with the psycopg 3 driver named, as SQLAlchemy wants it."""
+        url = self.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.sqlalchemy_url.startswith("postgresql")
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file)
+
+
+def _url_from_parts(env: Mapping[str, str]) -> str:
+    user = quote(env.get("ANALYTICS_DB_USER", ""), safe="")
+    password = quote(env.get("ANALYTICS_DB_PASS", ""), safe="")
+    host = env["ANALYTICS_DB_HOST"]
+    port = env.get("ANALYTICS_DB_PORT", "5432")
+    name = env.get("ANALYTICS_DB_NAME", "")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    if host.startswith("/"):  # a Unix socket directory, e.g. Cloud SQL
+        return f"postgresql://{auth}/{name}?host={quote(host, safe='/')}"
+    if not port.isdigit():
+        raise SettingsError(f"ANALYTICS_DB_PORT must be an integer, got {port!r}")
+    return f"postgresql://{auth}{host}:{port}/{name}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    auth, _, hostpart = rest.partition("@")
+    user, has_password, _ = auth.partition(":")
+    return f"{scheme}://{user}:***@{hostpart}" if has_password else url
