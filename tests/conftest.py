@@ -157,6 +157,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
     with engine.begin() as conn:
         for table in TABLES:
             conn.execute(text(f"DELETE FROM {table}"))
+        # Keys left by one test would turn authentication on for the next.
+        conn.execute(text("DELETE FROM api_keys"))
+        conn.execute(text("DELETE FROM projects WHERE id <> 1"))
     engine.dispose()
     return url
 

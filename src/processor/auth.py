@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Protocol
 
-from processor.errors import Unauthenticated
+from processor.errors import StorageUnavailable, Unauthenticated
+from processor.ratelimit import RateLimiter
 
 DEFAULT_PROJECT = 1
 
@@ -33,24 +34,50 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class StaticKeys:
-    """Keys from ``API_KEYS``, all for the default project. No keys: every request is let in."""
+class KeyGate:
+    """Keys from ``API_KEYS`` (default project) plus the ``api_keys`` table, and rate limits.
 
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = {key_digest(k): DEFAULT_PROJECT for k in keys}
+    With no key configured anywhere every request is let in, for the default project. Keys in
+    the database are reloaded periodically, so rotation needs no restart.
+    """
+
+    def __init__(self, static_keys: Iterable[str], limiter: RateLimiter | None = None) -> None:
+        self._static = {key_digest(k): DEFAULT_PROJECT for k in static_keys}
+        self._stored: dict[str, int] = {}
+        self._digests = dict(self._static)
+        self.limiter = limiter
+        self.loaded = False
+        self.used: dict[str, datetime] = {}
 
     @property
     def enabled(self) -> bool:
         return bool(self._digests)
 
+    def update(self, stored: Mapping[str, int]) -> None:
+        """Replace the keys loaded from the database."""
+        self._stored = dict(stored)
+        self._digests = {**self._stored, **self._static}
+        self.loaded = True
+
     def project_for(self, headers: Mapping[str, str]) -> int:
+        if not self.loaded and not self._static:
+            # Until the key table has been read we cannot know whether auth is on: fail closed.
+            raise StorageUnavailable("API keys are not loaded yet")
         if not self._digests:
             return DEFAULT_PROJECT
         key = presented_key(headers)
         if key is None:
             raise Unauthenticated("an API key is required (x-api-key or authorization: Bearer)")
         digest = key_digest(key)
-        for known, project in self._digests.items():
-            if hmac.compare_digest(known, digest):
-                return project
-        raise Unauthenticated("unknown API key")
+        project = self._digests.get(digest)
+        if project is None:
+            raise Unauthenticated("unknown API key")
+        if digest in self._stored:
+            self.used[digest] = datetime.now(UTC)
+        if self.limiter is not None:
+            self.limiter.check(project)
+        return project
+
+    def take_used(self) -> dict[str, datetime]:
+        used, self.used = self.used, {}
+        return used

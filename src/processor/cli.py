@@ -33,6 +33,20 @@ def parser() -> argparse.ArgumentParser:
 
     hash_id = sub.add_parser("hash-id", help="print the stored hash of an identifier")
     hash_id.add_argument("value")
+
+    keys = sub.add_parser("keys", help="manage API keys (stored as SHA-256 hashes)")
+    keys.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--project", default="default", help="project name (created if new)")
+    keys_sub.add_parser("list", help="list key prefixes, projects and times")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key", help="the key's id or prefix, as `keys list` shows")
+
+    forget = sub.add_parser("forget-user", help="delete one user's rows from every table")
+    forget.add_argument("user_id", help="the raw user id; it is hashed to find the rows")
+    forget.add_argument("--project", help="only this project's rows")
+    forget.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
     return p
 
 
@@ -58,10 +72,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_migrate and migrate(settings) != 0:
             return 1
         return serve(settings)
+    if args.command in ("keys", "forget-user"):
+        if migrate(settings, quiet=True) != 0:
+            return 1
+        return (
+            manage_keys(settings, args) if args.command == "keys" else forget_user(settings, args)
+        )
     return 2
 
 
-def migrate(settings: Settings) -> int:
+def manage_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from processor import keys
+    from processor.writer import create_db_engine
+
+    engine = create_db_engine(settings.sqlalchemy_url)
+    try:
+        if args.keys_command == "create":
+            key, project_id = keys.create_key(engine, args.project)
+            print(key)
+            print(
+                f"# project {args.project!r} (id {project_id}); store this key now, "
+                "it is not shown again",
+                file=sys.stderr,
+            )
+        elif args.keys_command == "list":
+            print(
+                f"{'id':>4}  {'prefix':<12} {'project':<20} {'created':<25} {'last used':<25} revoked"
+            )
+            for k in keys.list_keys(engine):
+                print(
+                    f"{k.id:>4}  {k.prefix:<12} {k.project:<20} {_when(k.created_at):<25} "
+                    f"{_when(k.last_used_at):<25} {_when(k.revoked_at)}"
+                )
+        elif args.keys_command == "revoke":
+            count = keys.revoke_key(engine, args.key)
+            print(f"revoked {count} key(s)")
+            return 0 if count else 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _when(value: object) -> str:
+    return "-" if value is None else str(value)[:25]
+
+
+def forget_user(settings: Settings, args: argparse.Namespace) -> int:
+    from processor import keys
+    from processor.writer import create_db_engine
+
+    engine = create_db_engine(settings.sqlalchemy_url)
+    try:
+        project = None
+        if args.project:
+            project = keys.project_id(engine, args.project)
+            if project is None:
+                print(f"telemetry-processor: no project named {args.project!r}", file=sys.stderr)
+                return 1
+        user_hash = make_hasher(settings.user_id_hash_key)(args.user_id)
+        removed = keys.forget_user(engine, user_hash, project)
+    finally:
+        engine.dispose()
+    for table, count in removed.items():
+        print(f"{table}: {count}")
+    print(f"total: {sum(removed.values())} rows removed for user hash {user_hash}")
+    return 0
+
+
+def migrate(settings: Settings, *, quiet: bool = False) -> int:
     from processor.migrate import upgrade
 
     log = structlog.get_logger("processor.cli")
@@ -75,7 +153,8 @@ def migrate(settings: Settings) -> int:
             detail=str(exc).splitlines()[0][:300],
         )
         return 1
-    log.info("migrated", database=redact_url(settings.database_url))
+    if not quiet:
+        log.info("migrated", database=redact_url(settings.database_url))
     return 0
 
 

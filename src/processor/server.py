@@ -8,10 +8,11 @@ import ipaddress
 
 import structlog
 
-from processor import telemetry
-from processor.auth import StaticKeys
+from processor import keys, telemetry
+from processor.auth import KeyGate
 from processor.pipeline import Pipeline
 from processor.privacy import make_hasher
+from processor.ratelimit import RateLimiter
 from processor.receivers.grpc import GrpcReceiver
 from processor.receivers.http import HttpReceiver
 from processor.settings import Settings, redact_url
@@ -28,7 +29,10 @@ class App:
         self.health_interval = health_interval
         self.engine = create_db_engine(settings.sqlalchemy_url)
         self.writer = SqlWriter(self.engine, max_rows=settings.writer_max_rows)
-        self.auth = StaticKeys(settings.api_keys)
+        self.auth = KeyGate(
+            settings.api_keys,
+            RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        )
         self.pipeline = Pipeline(
             self.writer,
             make_hasher(settings.user_id_hash_key),
@@ -50,8 +54,9 @@ class App:
         return self.http.port
 
     async def start(self) -> None:
-        self._warn_if_open()
         await self.writer.start()
+        await self.refresh_keys()
+        self._warn_if_open()
         await self.grpc.start()
         await self.http.start()
         await self._update_health()
@@ -77,10 +82,25 @@ class App:
         if not self._stopped:
             await self.grpc.set_serving(up)
 
+    async def refresh_keys(self) -> None:
+        """Reload API keys from the database (rotation without restart); record last use."""
+        loop = asyncio.get_running_loop()
+        try:
+            stored = await loop.run_in_executor(None, keys.active_keys, self.engine)
+            used = self.auth.take_used()
+            if used:
+                await loop.run_in_executor(None, keys.touch_keys, self.engine, used)
+        except Exception as exc:
+            if not self.auth.loaded:
+                log.warning("api_keys_not_loaded", error=type(exc).__name__)
+            return
+        self.auth.update(stored)
+
     async def _watch_database(self) -> None:
         while True:
             await asyncio.sleep(self.health_interval)
             await self._update_health()
+            await self.refresh_keys()
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop accepting, finish and commit what is in flight, then close the database."""

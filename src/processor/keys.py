@@ -1,0 +1,126 @@
+"""Projects, API keys and the right to be forgotten: database operations for the CLI and auth."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from processor.auth import key_digest
+from processor.models import MODELS, ApiKey, Project
+
+KEY_PREFIX = "tpk_"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    prefix: str
+    project: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def project_id(engine: Engine, name: str, *, create: bool = False) -> int | None:
+    with engine.begin() as conn:
+        found = conn.execute(select(Project.id).where(Project.name == name)).scalar_one_or_none()
+        if found is not None or not create:
+            return found
+        return int(
+            conn.execute(
+                insert(Project)
+                .values(name=name, created_at=datetime.now(UTC))
+                .returning(Project.id)
+            ).scalar_one()
+        )
+
+
+def create_key(engine: Engine, project: str) -> tuple[str, int]:
+    """A new key for ``project`` (created if new). Only the key's SHA-256 is stored."""
+    pid = project_id(engine, project, create=True)
+    assert pid is not None
+    key = generate_key()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(ApiKey).values(
+                project_id=pid,
+                key_hash=key_digest(key),
+                prefix=key[: len(KEY_PREFIX) + 6],
+                created_at=datetime.now(UTC),
+            )
+        )
+    return key, pid
+
+
+def list_keys(engine: Engine) -> list[KeyInfo]:
+    query = (
+        select(
+            ApiKey.id,
+            ApiKey.prefix,
+            Project.name,
+            ApiKey.created_at,
+            ApiKey.last_used_at,
+            ApiKey.revoked_at,
+        )
+        .join(Project, Project.id == ApiKey.project_id)
+        .order_by(ApiKey.id)
+    )
+    with engine.connect() as conn:
+        return [KeyInfo(*row) for row in conn.execute(query)]
+
+
+def revoke_key(engine: Engine, prefix_or_id: str) -> int:
+    """Revoke keys by id or prefix; returns how many were revoked."""
+    condition = (
+        ApiKey.id == int(prefix_or_id) if prefix_or_id.isdigit() else ApiKey.prefix == prefix_or_id
+    )
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(ApiKey)
+            .where(condition, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        return int(result.rowcount)
+
+
+def active_keys(engine: Engine) -> dict[str, int]:
+    """SHA-256 of every unrevoked key → its project id."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ApiKey.key_hash, ApiKey.project_id).where(ApiKey.revoked_at.is_(None))
+        )
+        return {digest: int(pid) for digest, pid in rows}
+
+
+def touch_keys(engine: Engine, used: dict[str, datetime]) -> None:
+    if not used:
+        return
+    with engine.begin() as conn:
+        for digest, when in used.items():
+            conn.execute(update(ApiKey).where(ApiKey.key_hash == digest).values(last_used_at=when))
+
+
+def forget_user(engine: Engine, user_hash: str, project: int | None = None) -> dict[str, int]:
+    """Delete every row of one (hashed) user from every analytics table."""
+    removed: dict[str, int] = {}
+    with engine.begin() as conn:
+        for model in MODELS:
+            table: Table = model.__table__  # type: ignore[assignment]
+            statement = delete(table).where(table.c.user_id == user_hash)
+            if project is not None:
+                statement = statement.where(table.c.project_id == project)
+            removed[table.name] = int(conn.execute(statement).rowcount)
+    return removed
+
+
+def count_projects(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Project)).scalar_one())
