@@ -14,6 +14,7 @@ RUN pip install --no-cache-dir --upgrade pip && pip install --no-cache-dir .
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin processor
 WORKDIR /app
+RUN chown processor /app
 COPY --from=build /opt/venv /opt/venv
 COPY --chown=processor alembic.ini migrate.sh ./
 COPY --chown=processor alembic ./alembic

@@ -225,7 +225,9 @@ def row_id(*parts: object) -> str:
 def normalize_path(path: str) -> str:
     """The path without query, with id-like segments replaced by ``{id}``."""
     path = path.split("?", 1)[0].split("#", 1)[0] or "/"
-    if not any(c.isdigit() or c == "@" for c in path):
+    # Fast path: no segment can be id-like. A long hex id may be digit-free ("deadbeef…"),
+    # so only short paths skip the per-segment match.
+    if len(path) < 16 and not any(c.isdigit() or c == "@" for c in path):
         return path
     return "/".join("{id}" if _ID_SEGMENT.match(s) else s for s in path.split("/"))
 
