@@ -145,7 +145,9 @@ def _telling_logger_item(item: Any, index: int, ctx: Context) -> dict[str, list[
     user = _hash(ctx.hasher, _str(item, "userId", prefix))
     session = _hash(ctx.hasher, _str(item, "sessionId", prefix))
     client_id = _str(item, "id", prefix)
-    key = client_id or dumps(item)
+    # Client ids are often epoch milliseconds, unique per device only: scope them by user
+    # and session so two devices never share a row, while a retry still maps to the same one.
+    key = dumps([client_id, user, session]) if client_id else dumps(item)
     pid = ctx.project_id
     scrubbed = dumps(scrub_mapping(metadata, ctx.hasher))
 
@@ -247,7 +249,8 @@ def _ingest_event(event: dict[str, Any], prefix: str, ctx: Context, batch: Batch
     user = _hash(ctx.hasher, _str(event, "user_id", prefix))
     session = _hash(ctx.hasher, _str(event, "session_id", prefix))
     app_version = text(_str(event, "app_version", prefix), "app_version")
-    key = _str(event, "event_id", prefix) or dumps(event)
+    event_id = _str(event, "event_id", prefix)
+    key = dumps([event_id, user, session]) if event_id else dumps(event)
     pid = ctx.project_id
     metadata = scrub_mapping(props, ctx.hasher)
     metadata["event_name"] = clean(name, 255)

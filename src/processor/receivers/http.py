@@ -32,7 +32,9 @@ log = structlog.get_logger("processor.receivers.http")
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 # OTLP/JSON encodes these bytes fields as hex; protobuf's JSON mapping expects base64.
-HEX_ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
+HEX_ID_FIELDS = frozenset(
+    {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
+)
 
 Health = Callable[[], Awaitable[bool]]
 
@@ -154,14 +156,29 @@ class HttpReceiver:
             return raw
         if encoding not in ("gzip", "deflate"):
             raise InvalidRequest(f"unsupported Content-Encoding {encoding!r}")
-        inflater = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding == "gzip" else 0))
-        try:
-            data = inflater.decompress(raw, self.max_body + 1)
-        except zlib.error as exc:
-            raise InvalidRequest(f"malformed {encoding} body: {exc}") from exc
-        if len(data) > self.max_body or inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"decompressed body over {self.settings.max_http_body_mib} MiB")
-        return data
+        if not raw:
+            return raw
+        wbits = zlib.MAX_WBITS | (16 if encoding == "gzip" else 0)
+        parts: list[bytes] = []
+        size = 0
+        pending = raw
+        while True:  # gzip may hold several members; the body is their concatenation
+            inflater = zlib.decompressobj(wbits)
+            try:
+                part = inflater.decompress(pending, self.max_body + 1 - size)
+            except zlib.error as exc:
+                raise InvalidRequest(f"malformed {encoding} body: {exc}") from exc
+            size += len(part)
+            if size > self.max_body or inflater.unconsumed_tail:
+                raise PayloadTooLarge(
+                    f"decompressed body over {self.settings.max_http_body_mib} MiB"
+                )
+            if not inflater.eof:
+                raise InvalidRequest(f"truncated {encoding} body")
+            parts.append(part)
+            pending = inflater.unused_data.lstrip(b"\x00")  # gzip(1) tolerates zero padding
+            if encoding != "gzip" or not pending:
+                return b"".join(parts)
 
     def _otlp(self, signal: Signal) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         respond = RESPONSES[signal]
