@@ -140,7 +140,7 @@ def upgrade() -> None:
         "performance_metrics",
         *common(),
         sa.Column("metric_type", sa.String(255), nullable=False),
-        sa.Column("value", sa.Double(), nullable=False),
+        sa.Column("value", sa.Double()),
         sa.Column("unit", sa.String(64)),
         *identity(org=False),
         sa.Column("service_name", sa.String(255)),

@@ -131,7 +131,7 @@ class Log(EventMixin, Base):
 class PerformanceMetric(EventMixin, Base):
     __tablename__ = "performance_metrics"
     metric_type: Mapped[str] = mapped_column(s("metric_type"), nullable=False)
-    value: Mapped[float] = mapped_column(Double, nullable=False)
+    value: Mapped[float | None] = mapped_column(Double)
     unit: Mapped[str | None] = mapped_column(s("unit"))
     user_id: Mapped[str | None] = mapped_column(s("user_id"))
     session_id: Mapped[str | None] = mapped_column(s("session_id"))

@@ -46,9 +46,20 @@ SENSITIVE_KEYS = frozenset(
     }
 )
 
-_EMAIL = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
-_IPV4 = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
-_IPV6 = r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![\w:])|(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4})?(?![\w:])"
+# The look-behind starts a match only at the start of a run of local-part characters, which
+# keeps scrubbing linear: without it a long run with no "@" costs quadratic time.
+_EMAIL = r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
+# An address may end a sentence ("from 10.0.0.1."), but is not part of a longer dotted number.
+_IPV4 = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\.?\d)"
+# IPv6: all eight groups, or "::"-compressed with at least one group ("::1", "2001:db8::7334").
+# Fewer than eight groups without "::" (times such as 12:30:45) are not addresses; in
+# "::ffff:192.0.2.1" the IPv4 part is left to the IPv4 pattern.
+_H16 = r"[0-9A-Fa-f]{1,4}"
+_IPV6 = (
+    rf"(?<![\w:])(?:(?:{_H16}:){{7}}{_H16}"
+    rf"|{_H16}(?::{_H16}){{0,6}}::(?:{_H16}(?::{_H16}){{0,6}})?"
+    rf"|::{_H16}(?::{_H16}){{0,6}})(?![\w:]|\.\d)"
+)
 _PII = re.compile(f"{_EMAIL}|{_IPV4}|{_IPV6}")
 
 
@@ -92,8 +103,19 @@ def scrub_mapping(values: dict[str, Any], hasher: Hasher) -> dict[str, Any]:
     """A copy whose identifying values are hashed, keys kept so analysts can still group."""
     out: dict[str, Any] = {}
     for key, value in values.items():
-        if key in SENSITIVE_KEYS and value is not None and not isinstance(value, (dict, list)):
-            out[key] = hasher(str(value))
+        if key in SENSITIVE_KEYS:
+            out[key] = _hash_all(value, hasher)
         else:
             out[key] = scrub_value(value, hasher)
     return out
+
+
+def _hash_all(value: Any, hasher: Hasher) -> Any:
+    """A sensitive value with every leaf hashed (a list or map of ids is still ids)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: _hash_all(v, hasher) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hash_all(v, hasher) for v in value]
+    return hasher(str(value))

@@ -142,11 +142,11 @@ def clean(text: str, limit: int = MAX_STRING) -> str:
     return text
 
 
-def any_value(value: AnyValue, depth: int = 0) -> Any:
+def any_value(value: AnyValue, depth: int = 0, limit: int = MAX_STRING) -> Any:
     """An OTLP AnyValue as a JSON-ready Python value, bounded in size and depth."""
     kind = value.WhichOneof("value")
     if kind == "string_value":
-        return clean(value.string_value)
+        return clean(value.string_value, limit)
     if kind == "int_value" or kind == "bool_value":
         return getattr(value, kind)
     if kind == "double_value":
@@ -166,13 +166,49 @@ def any_value(value: AnyValue, depth: int = 0) -> Any:
 
 
 def attributes(kvs: Iterable[KeyValue], depth: int = 0) -> dict[str, Any]:
+    try:
+        bounded = len(kvs) <= MAX_ATTRIBUTES  # type: ignore[arg-type]
+    except TypeError:
+        bounded = False
     out: dict[str, Any] = {}
+    if bounded:
+        # The hot path (every span and record): no bound to check, and the common kinds of
+        # value read inline. Same result as the loop below.
+        for kv in kvs:
+            key = kv.key
+            if len(key) > 255 or "\x00" in key:
+                key = clean(key, 255)
+            value = kv.value
+            string = value.string_value
+            if string:  # non-empty, so the oneof holds a string
+                out[key] = clean(string) if len(string) > MAX_STRING or "\x00" in string else string
+                continue
+            kind = value.WhichOneof("value")
+            if kind == "string_value":
+                out[key] = string
+            elif kind == "int_value":
+                out[key] = value.int_value
+            elif kind == "bool_value":
+                out[key] = value.bool_value
+            else:
+                out[key] = any_value(value, depth)
+        return out
     for kv in kvs:
         if len(out) >= MAX_ATTRIBUTES:
             out["_truncated"] = True
             break
         out[clean(kv.key, 255)] = any_value(kv.value, depth)
     return out
+
+
+def long_text(kvs: Iterable[KeyValue], key: str, short: Any) -> Any:
+    """A string attribute clipped at MAX_TEXT rather than MAX_STRING (stack traces)."""
+    if not isinstance(short, str) or len(short) < MAX_STRING:
+        return short
+    for kv in kvs:
+        if kv.key == key and kv.value.WhichOneof("value") == "string_value":
+            return clean(kv.value.string_value, MAX_TEXT)
+    return short
 
 
 def lookup(keys: Iterable[str], *sources: Mapping[str, Any]) -> Any:
@@ -271,6 +307,50 @@ def identity(hasher: Hasher, *sources: Mapping[str, Any]) -> Identity:
     )
 
 
+def _pick(keys: tuple[str, ...], attrs: Mapping[str, Any]) -> Any:
+    """``lookup(keys, attrs)`` for one source."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+# scrub_mapping() treats every entry on its own, so an entry seen before (the same key and
+# value) needs no second pass through the PII patterns. Remembered per hasher, bounded.
+_SCRUB_MEMO_SIZE = 65536
+_SCRUB_MEMO_VALUE = 200  # longer strings are scrubbed every time
+_scrub_memo: tuple[object, dict[tuple[str, type, Any], Any]] = (None, {})
+
+
+def scrubbed_attributes(attrs: Mapping[str, Any], hasher: Hasher) -> dict[str, Any]:
+    """Exactly ``scrub_mapping(attrs, hasher)``, remembering the result of common entries."""
+    global _scrub_memo
+    owner, memo = _scrub_memo
+    if owner is not hasher:
+        memo = {}
+        _scrub_memo = (hasher, memo)
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        kind = type(value)
+        if kind is int or kind is bool or (kind is str and len(value) <= _SCRUB_MEMO_VALUE):
+            entry = (key, kind, value)  # the type too: True == 1, yet they dump differently
+            try:
+                out[key] = memo[entry]
+            except KeyError:
+                if len(memo) >= _SCRUB_MEMO_SIZE:
+                    memo.clear()
+                out[key] = memo[entry] = scrub_mapping({key: value}, hasher)[key]
+        else:
+            out[key] = scrub_mapping({key: value}, hasher)[key]
+    return out
+
+
+def _has_user_properties(attrs: Mapping[str, Any]) -> bool:
+    """False when ``user_property_rows`` would find nothing (a cheap over-approximation)."""
+    return USER_PROPERTY_MAP in attrs or USER_PROPERTY_PREFIX in "\n".join(attrs)
+
+
 def user_property_rows(
     attrs: Mapping[str, Any],
     user_id: str | None,
@@ -313,6 +393,7 @@ def route_traces(request: ExportTraceServiceRequest, ctx: RouteContext) -> Batch
     batch = Batch()
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
+        base = identity(ctx.hasher, resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 batch.received += 1
@@ -320,7 +401,7 @@ def route_traces(request: ExportTraceServiceRequest, ctx: RouteContext) -> Batch
                 if problem:
                     batch.reject(problem)
                     continue
-                _route_span(span, resource, ctx, batch)
+                _route_span(span, resource, ctx, batch, base)
     return batch
 
 
@@ -336,11 +417,37 @@ def _span_problem(span: Span) -> str | None:
     return None
 
 
-def _route_span(span: Span, resource: dict[str, Any], ctx: RouteContext, batch: Batch) -> None:
+def _route_span(
+    span: Span,
+    resource: dict[str, Any],
+    ctx: RouteContext,
+    batch: Batch,
+    base: Identity | None = None,
+) -> None:
+    """``base`` is ``identity(ctx.hasher, resource)``, computed once per resource."""
     rows = batch.rows
     pid = ctx.project_id
+    hasher = ctx.hasher
     attrs = attributes(span.attributes)
-    who = identity(ctx.hasher, attrs, resource)
+    if base is None:
+        base = identity(hasher, resource)
+    # identity(hasher, attrs, resource), with the resource half already done.
+    user = _pick(USER_KEYS, attrs)
+    user_id = hasher(str(user)) if user is not None else base.user_id
+    org = _pick(ORG_KEYS, attrs)
+    organization_id = hasher(str(org)) if org is not None else base.organization_id
+    session = _pick(SESSION_KEYS, attrs)
+    session_id = hasher(str(session)) if session is not None else base.session_id
+    service = attrs.get("service.name")
+    service_name = (
+        base.service_name if service is None or service == "" else text(service, "service_name")
+    )
+    deployment = attrs.get("deployment.type")
+    deployment_type = (
+        base.deployment_type
+        if deployment is None or deployment == ""
+        else text(deployment, "deployment_type")
+    )
     trace_id = span.trace_id.hex()
     span_id = span.span_id.hex()
     when = timestamp(span.start_time_unix_nano)
@@ -351,8 +458,8 @@ def _route_span(span: Span, resource: dict[str, Any], ctx: RouteContext, batch: 
     def meta() -> str:
         nonlocal metadata
         if metadata is None:
-            scrubbed = scrub_mapping(attrs, ctx.hasher)
-            scrubbed["span.name"] = scrub_text(name, ctx.hasher)
+            scrubbed = scrubbed_attributes(attrs, hasher)
+            scrubbed["span.name"] = scrub_text(name, hasher)
             metadata = dumps(scrubbed)
         return metadata
 
@@ -369,13 +476,13 @@ def _route_span(span: Span, resource: dict[str, Any], ctx: RouteContext, batch: 
                     span_id,
                     clean(scrub_text(path, ctx.hasher), LENGTHS["endpoint"]),
                     method,
-                    who.user_id,
-                    who.organization_id,
-                    who.session_id,
+                    user_id,
+                    organization_id,
+                    session_id,
                     status,
                     duration_ms,
-                    who.service_name,
-                    who.deployment_type,
+                    service_name,
+                    deployment_type,
                     meta(),
                 )
             )
@@ -391,17 +498,17 @@ def _route_span(span: Span, resource: dict[str, Any], ctx: RouteContext, batch: 
                 span_id,
                 text(feature, "feature_name") or "",
                 text(attrs.get("feature.action") or "used", "action") or "used",
-                who.user_id,
-                who.organization_id,
-                who.session_id,
+                user_id,
+                organization_id,
+                session_id,
                 duration_ms,
-                who.service_name,
-                who.deployment_type,
+                service_name,
+                deployment_type,
                 meta(),
             )
         )
 
-    activity = ACTIVITY_EVENTS.get(attrs.get("event.name") or name)
+    activity = ACTIVITY_EVENTS.get(str(attrs.get("event.name"))) or ACTIVITY_EVENTS.get(name)
     if activity is not None:
         rows["user_activity"].append(
             UserActivityRow(
@@ -411,11 +518,11 @@ def _route_span(span: Span, resource: dict[str, Any], ctx: RouteContext, batch: 
                 trace_id,
                 span_id,
                 activity,
-                who.user_id,
-                who.organization_id,
-                who.session_id,
-                who.service_name,
-                who.deployment_type,
+                user_id,
+                organization_id,
+                session_id,
+                service_name,
+                deployment_type,
                 meta(),
             )
         )
@@ -436,21 +543,23 @@ def _route_span(span: Span, resource: dict[str, Any], ctx: RouteContext, batch: 
                 text(metric, "metric_type") or "",
                 value,
                 text(unit, "unit"),
-                who.user_id,
-                who.session_id,
-                who.service_name,
+                user_id,
+                session_id,
+                service_name,
                 text(lookup(("service.version",), attrs, resource), "app_version"),
                 meta(),
             )
         )
 
-    if who.user_id is not None:
+    if user_id is not None and _has_user_properties(attrs):
         rows["user_properties"].extend(
-            user_property_rows(attrs, who.user_id, when, (trace_id, span_id), ctx)
+            user_property_rows(attrs, user_id, when, (trace_id, span_id), ctx)
         )
 
-    for index, event in enumerate(span.events):
-        _route_span_event(event, index, span, attrs, resource, who, ctx, batch)
+    if span.events:
+        who = Identity(user_id, organization_id, session_id, service_name, deployment_type)
+        for index, event in enumerate(span.events):
+            _route_span_event(event, index, span, attrs, resource, who, ctx, batch)
 
 
 def _endpoint(attrs: Mapping[str, Any]) -> tuple[str, str, int | None] | None:
@@ -497,13 +606,17 @@ def _route_span_event(
     when = timestamp(event.time_unix_nano or span.start_time_unix_nano)
     key = (trace_id, span_id, index, event.time_unix_nano, name)
     who = identity(ctx.hasher, attrs, span_attrs, resource) if attrs else span_who
-    metadata = dumps({**scrub_mapping(attrs, ctx.hasher), "event.name": name})
+    metadata = dumps(
+        {**scrub_mapping(attrs, ctx.hasher), "event.name": scrub_text(name, ctx.hasher)}
+    )
 
     if name == "exception":
         kind = attrs.get("exception.type")
         message = attrs.get("exception.message")
         summary = ": ".join(str(p) for p in (kind, message) if p is not None) or "exception"
-        stack = attrs.get("exception.stacktrace")
+        stack = long_text(
+            event.attributes, "exception.stacktrace", attrs.get("exception.stacktrace")
+        )
         rows["logs"].append(
             LogRow(
                 row_id(pid, "logs", *key),
@@ -546,7 +659,7 @@ def _route_span_event(
             )
         )
 
-    activity = ACTIVITY_EVENTS.get(attrs.get("event.name") or name)
+    activity = ACTIVITY_EVENTS.get(str(attrs.get("event.name"))) or ACTIVITY_EVENTS.get(name)
     if activity is not None:
         rows["user_activity"].append(
             UserActivityRow(
@@ -650,9 +763,11 @@ def _route_log(
     key = hashlib.blake2b(record.SerializeToString(deterministic=True), digest_size=16).hexdigest()
     event_name = clean(record.event_name or str(attrs.get("event.name") or ""), 255)
 
-    body = any_value(record.body) if record.HasField("body") else None
-    message = body if isinstance(body, str) else ("" if body is None else dumps(body))
-    message = clean(scrub_text(message, ctx.hasher), MAX_TEXT) or event_name
+    body = any_value(record.body, limit=MAX_TEXT) if record.HasField("body") else None
+    if not isinstance(body, str):  # a structured body may hold identity keys (user.id, …)
+        body = "" if body is None else dumps(scrub_value(body, ctx.hasher))
+    shown_name = scrub_text(event_name, ctx.hasher)
+    message = clean(scrub_text(body, ctx.hasher), MAX_TEXT) or shown_name
     log_type = str(attrs.get("log.type") or "").lower()
     if log_type not in LOG_TYPES:
         log_type = (
@@ -660,10 +775,10 @@ def _route_log(
             or ("exception" if "exception.type" in attrs else "")
             or ("event" if event_name else "general")
         )
-    stack = attrs.get("exception.stacktrace")
+    stack = long_text(record.attributes, "exception.stacktrace", attrs.get("exception.stacktrace"))
     scrubbed = scrub_mapping(attrs, ctx.hasher)
     if event_name:
-        scrubbed["event.name"] = event_name
+        scrubbed["event.name"] = shown_name
     if record.severity_text:
         scrubbed["severity_text"] = clean(record.severity_text, 64)
     metadata = dumps(scrubbed)
@@ -795,8 +910,9 @@ def _point_value(kind: str, point: Any) -> tuple[float | None, dict[str, Any]]:
     """The row's value and the kind-specific metadata of one data point."""
     if kind in ("gauge", "sum"):
         which = point.WhichOneof("value")
-        value = float(point.as_int) if which == "as_int" else point.as_double
-        return value, {}
+        if which is None:
+            return None, {}
+        return (float(point.as_int) if which == "as_int" else point.as_double), {}
     count = point.count
     extra: dict[str, Any] = {"count": count}
     if kind != "summary" and not point.HasField("sum"):
@@ -855,7 +971,8 @@ def _route_point(
         batch.reject(f"metric {name!r}: data point has no time_unix_nano")
         return
     value, extra = _point_value(kind, point)
-    if value is None or not math.isfinite(value):
+    # No value (a histogram without sum, an empty gauge) is stored as NULL; NaN/Inf are refused.
+    if value is not None and not math.isfinite(value):
         batch.reject(f"metric {name!r}: data point value is not a finite number")
         return
     attrs = attributes(point.attributes)

@@ -91,7 +91,7 @@ class PerformanceMetricRow(NamedTuple):
     trace_id: str | None
     span_id: str | None
     metric_type: str
-    value: float
+    value: float | None
     unit: str | None
     user_id: str | None
     session_id: str | None

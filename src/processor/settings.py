@@ -19,7 +19,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     bind_address: str = "127.0.0.1"
     port: int = 4317
     http_port: int = 4318
@@ -176,8 +176,9 @@ def _url_from_parts(env: Mapping[str, str]) -> str:
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for logs."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    auth, _, hostpart = rest.partition("@")
+    # The user-info ends at the last "@": an unquoted password may hold "@", "/" or "?".
+    auth, at, hostpart = rest.rpartition("@")
     user, has_password, _ = auth.partition(":")
+    if not sep or not at or "/" in user:  # no user-info; the "@" is in a path or query
+        return url
     return f"{scheme}://{user}:***@{hostpart}" if has_password else url
