@@ -22,8 +22,7 @@ import psycopg
 import structlog
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
 
 from processor import telemetry
 from processor.errors import StorageUnavailable
@@ -85,25 +84,98 @@ def create_db_engine(url: str, *, pool_size: int = 4) -> Engine:
     )
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True when the failure is about reaching the database, not about the rows."""
-    if isinstance(exc, PoolTimeout | psycopg.OperationalError | sqlite3.OperationalError):
-        return True
-    if isinstance(exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure):
-        return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated) or is_unavailable(exc.orig) if exc.orig else True
-    if isinstance(exc, psycopg.InterfaceError | sqlite3.InterfaceError):
-        return True
-    return isinstance(exc, SQLAlchemyError) and not isinstance(exc, DBAPIError)
+# SQLSTATE classes that blame the rows themselves: 22 data exception, 23 integrity violation.
+DATA_ERROR_CLASSES = ("22", "23")
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True when the database refused the rows for what they contain.
+
+    Everything else (lost connections, timeouts, cancels, deadlocks, a missing table after a
+    skipped migration, permissions) is transient from the client's point of view: it is
+    answered UNAVAILABLE so the client retries, and nothing acknowledged is dropped.
+    """
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        if exc.connection_invalidated:
+            return False
+        exc = exc.orig
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate:
+            return exc.sqlstate[:2] in DATA_ERROR_CLASSES
+        return isinstance(exc, psycopg.DataError)  # raised client-side while adapting a value
+    return isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.DataError | ValueError | TypeError | OverflowError
+    )
 
 
 class Dialect(Protocol):
     def insert(self, conn: Connection, table: str, rows: Sequence[tuple]) -> None: ...
 
 
+@dataclass(frozen=True)
+class _StagePlan:
+    """How one table's rows travel: binary COPY into a staging table, then INSERT … SELECT."""
+
+    create: str  # the staging table
+    copy: str  # COPY … FROM STDIN
+    types: list[str] | None  # binary COPY types, or None for text COPY
+    select: str  # the staging columns as the real table's types
+
+
+# Column types whose binary form psycopg writes from the router's Python values (str, int,
+# float, aware datetime). uuid and JSON columns are staged as text and cast by the INSERT.
+_BINARY_TYPES = frozenset({"int2", "int4", "int8", "float8", "text", "varchar", "timestamptz"})
+_CAST_FROM_TEXT = frozenset({"uuid", "json", "jsonb"})
+
+
 class PostgresDialect:
-    """COPY into a per-connection staging table, then insert-ignore into the real one."""
+    """COPY into a per-connection staging table, then insert-ignore into the real one.
+
+    The COPY is binary (cheap to produce and to parse), with ids and JSON staged as text.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[str, _StagePlan] = {}
+
+    def _plan(self, cur: psycopg.Cursor[Any], table: str) -> _StagePlan:
+        plan = self._plans.get(table)
+        if plan is not None:
+            return plan
+        cols = COLUMNS[table]
+        names = ", ".join(f'"{c}"' for c in cols)
+        stage = f"_stage_{table}"
+        cur.execute(
+            "SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod)"
+            " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+            " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            (table,),
+        )
+        catalog = {name: (typname, full) for name, typname, full in cur.fetchall()}
+        if all(c in catalog for c in cols) and all(
+            catalog[c][0] in _BINARY_TYPES | _CAST_FROM_TEXT for c in cols
+        ):
+            staged = ["text" if catalog[c][0] in _CAST_FROM_TEXT else catalog[c][1] for c in cols]
+            plan = _StagePlan(
+                create=f"CREATE TEMP TABLE IF NOT EXISTS {stage} ("
+                + ", ".join(f'"{c}" {t}' for c, t in zip(cols, staged, strict=True))
+                + ") ON COMMIT DELETE ROWS",
+                copy=f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)",
+                types=["text" if catalog[c][0] in _CAST_FROM_TEXT else catalog[c][0] for c in cols],
+                select=", ".join(
+                    f'"{c}"::{catalog[c][0]}' if catalog[c][0] in _CAST_FROM_TEXT else f'"{c}"'
+                    for c in cols
+                ),
+            )
+        else:  # an unexpected column type: text COPY into a copy of the table
+            plan = _StagePlan(
+                create=f"CREATE TEMP TABLE IF NOT EXISTS {stage}"
+                f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                copy=f"COPY {stage} ({names}) FROM STDIN",
+                types=None,
+                select=names,
+            )
+        self._plans[table] = plan
+        return plan
 
     def insert(self, conn: Connection, table: str, rows: Sequence[tuple]) -> None:
         cols = COLUMNS[table]
@@ -113,27 +185,28 @@ class PostgresDialect:
         assert raw is not None
         staged: set[str] = conn.info.setdefault("staged", set())
         with raw.cursor() as cur:
+            plan = self._plan(cur, table)
             if table not in staged:
-                cur.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS)"
-                    " ON COMMIT DELETE ROWS"
-                )
+                cur.execute(plan.create)
                 staged.add(table)
-            with cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            with cur.copy(plan.copy) as copy:
+                if plan.types is not None:
+                    copy.set_types(plan.types)
+                write = copy.write_row
                 for row in rows:
-                    copy.write_row(row)
+                    write(row)
             key = UPSERT_KEY.get(table)
             if key is None:
                 # Ordered by id so concurrent transactions take index locks in one order.
                 cur.execute(
-                    f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}"
+                    f"INSERT INTO {table} ({names}) SELECT {plan.select} FROM {stage}"
                     " ORDER BY id ON CONFLICT (id) DO NOTHING"
                 )
             else:
                 keys = ", ".join(key)
                 updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in UPSERT_SET)
                 cur.execute(
-                    f"INSERT INTO {table} ({names}) SELECT DISTINCT ON ({keys}) {names}"
+                    f"INSERT INTO {table} ({names}) SELECT DISTINCT ON ({keys}) {plan.select}"
                     f" FROM {stage} ORDER BY {keys}, timestamp DESC"
                     f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
                     f" WHERE EXCLUDED.timestamp >= {table}.timestamp"
@@ -315,12 +388,18 @@ class SqlWriter:
         return [WriteResult() for _ in group]
 
     def _transaction(self, tables: dict[str, list[tuple]]) -> None:
+        info: dict[Any, Any] | None = None
         try:
             with self.engine.begin() as conn:
+                info = conn.info
                 for table, rows in tables.items():
                     self.dialect.insert(conn, table, rows)
         except Exception as exc:
-            if is_unavailable(exc):
+            if info is not None:
+                # A staging table created in this transaction was rolled back with it; the
+                # connection may live on in the pool, so it must not be remembered as made.
+                info.pop("staged", None)
+            if not is_data_error(exc):
                 raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
             raise DataRejected(
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__

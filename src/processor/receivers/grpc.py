@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from processor.auth import Authenticator
 from processor.errors import ProcessorError
 from processor.pipeline import Outcome, Pipeline, Signal, decode
+from processor.receivers.status import retry_info_trailer
 from processor.receivers.status import rpc_status as status_for
 from processor.settings import Settings
 
@@ -90,7 +91,11 @@ class Servicer(
                     )
             except ProcessorError as exc:
                 status = rpc_status.to_status(status_for(exc))
-                await context.abort(status.code, status.details, status.trailing_metadata)
+                await context.abort(
+                    status.code,
+                    status.details,
+                    (*status.trailing_metadata, *retry_info_trailer(exc)),
+                )
             return respond(outcome)
 
         return export

@@ -43,14 +43,24 @@ def rpc_status(exc: ProcessorError) -> status_pb2.Status:
     code, _ = lookup(exc)
     status = status_pb2.Status(code=code.value[0], message=str(exc))
     if isinstance(exc, RetryableError):
-        seconds = max(exc.retry_after, 0.0)
-        delay = duration_pb2.Duration(
-            seconds=int(seconds), nanos=int((seconds - int(seconds)) * 1e9)
-        )
         detail = any_pb2.Any()
-        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        detail.Pack(_retry_info(exc))
         status.details.append(detail)
     return status
+
+
+def retry_info_trailer(exc: ProcessorError) -> tuple[tuple[str, bytes], ...]:
+    """RetryInfo again as its own ``google.rpc.retryinfo-bin`` trailer: the OpenTelemetry
+    Python exporter reads the delay from there, not from ``grpc-status-details-bin``."""
+    if not isinstance(exc, RetryableError):
+        return ()
+    return (("google.rpc.retryinfo-bin", _retry_info(exc).SerializeToString()),)
+
+
+def _retry_info(exc: RetryableError) -> error_details_pb2.RetryInfo:
+    seconds = max(exc.retry_after, 0.0)
+    delay = duration_pb2.Duration(seconds=int(seconds), nanos=int((seconds - int(seconds)) * 1e9))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
 
 
 def retry_after_header(exc: ProcessorError) -> dict[str, str]:
