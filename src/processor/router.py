@@ -317,10 +317,12 @@ def _pick(keys: tuple[str, ...], attrs: Mapping[str, Any]) -> Any:
 
 
 # scrub_mapping() treats every entry on its own, so an entry seen before (the same key and
-# value) needs no second pass through the PII patterns. Remembered per hasher, bounded.
-_SCRUB_MEMO_SIZE = 65536
-_SCRUB_MEMO_VALUE = 200  # longer strings are scrubbed every time
-_scrub_memo: tuple[object, dict[tuple[str, type, Any], Any]] = (None, {})
+# value) needs no second pass through the PII patterns. Remembered per hasher and per key,
+# bounded: a key with many distinct values only ever evicts its own.
+_MEMO_KEYS = 128
+_MEMO_VALUES = 256  # per key
+_MEMO_LENGTH = 200  # longer strings are scrubbed every time
+_scrub_memo: tuple[object, dict[str, dict[Any, Any]]] = (None, {})
 
 
 def scrubbed_attributes(attrs: Mapping[str, Any], hasher: Hasher) -> dict[str, Any]:
@@ -331,19 +333,65 @@ def scrubbed_attributes(attrs: Mapping[str, Any], hasher: Hasher) -> dict[str, A
         memo = {}
         _scrub_memo = (hasher, memo)
     out: dict[str, Any] = {}
+    missing: dict[str, Any] | None = None
     for key, value in attrs.items():
         kind = type(value)
-        if kind is int or kind is bool or (kind is str and len(value) <= _SCRUB_MEMO_VALUE):
-            entry = (key, kind, value)  # the type too: True == 1, yet they dump differently
-            try:
-                out[key] = memo[entry]
-            except KeyError:
-                if len(memo) >= _SCRUB_MEMO_SIZE:
-                    memo.clear()
-                out[key] = memo[entry] = scrub_mapping({key: value}, hasher)[key]
+        if kind is str:
+            probe: Any = value if len(value) <= _MEMO_LENGTH else None
+        elif kind is int or kind is bool:
+            probe = (kind, value)  # with the type: True == 1, yet they dump differently
         else:
-            out[key] = scrub_mapping({key: value}, hasher)[key]
+            probe = None
+        if probe is not None:
+            known = memo.get(key)
+            if known is not None:
+                hit = known.get(probe)
+                if hit is not None:
+                    out[key] = hit
+                    continue
+        if missing is None:
+            missing = {}
+        missing[key] = value
+        out[key] = None  # keeps the key's place in the order
+    if missing:
+        done = scrub_mapping(missing, hasher)
+        for key, value in missing.items():
+            if key not in done:  # scrubbing may drop an entry altogether
+                del out[key]
+                continue
+            out[key] = result = done[key]
+            kind = type(value)
+            if result is None or not (
+                (kind is str and len(value) <= _MEMO_LENGTH) or kind is int or kind is bool
+            ):
+                continue
+            known = memo.get(key)
+            if known is None:
+                if len(memo) >= _MEMO_KEYS:
+                    memo.clear()
+                known = memo[key] = {}
+            elif len(known) >= _MEMO_VALUES:
+                known.clear()
+            known[value if kind is str else (kind, value)] = result
     return out
+
+
+def _identity_over(hasher: Hasher, attrs: Mapping[str, Any], base: Identity) -> Identity:
+    """``identity(hasher, attrs, resource)`` given ``base = identity(hasher, resource)``."""
+    user = _pick(USER_KEYS, attrs)
+    org = _pick(ORG_KEYS, attrs)
+    session = _pick(SESSION_KEYS, attrs)
+    service = attrs.get("service.name")
+    deployment = attrs.get("deployment.type")
+    return Identity(
+        hasher(str(user)) if user is not None else base.user_id,
+        hasher(str(org)) if org is not None else base.organization_id,
+        hasher(str(session)) if session is not None else base.session_id,
+        base.service_name if service is None or service == "" else text(service, "service_name"),
+        base.deployment_type
+        if deployment is None or deployment == ""
+        else text(deployment, "deployment_type"),
+    )
 
 
 def _has_user_properties(attrs: Mapping[str, Any]) -> bool:
@@ -728,6 +776,7 @@ def route_logs(request: ExportLogsServiceRequest, ctx: RouteContext) -> Batch:
         resource_key = hashlib.blake2b(
             resource_logs.resource.SerializeToString(deterministic=True), digest_size=16
         ).hexdigest()
+        base = identity(ctx.hasher, resource)
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
                 batch.received += 1
@@ -735,7 +784,7 @@ def route_logs(request: ExportLogsServiceRequest, ctx: RouteContext) -> Batch:
                 if problem:
                     batch.reject(problem)
                     continue
-                _route_log(record, resource, resource_key, ctx, batch)
+                _route_log(record, resource, resource_key, ctx, batch, base)
     return batch
 
 
@@ -750,12 +799,20 @@ def _log_problem(record: Any) -> str | None:
 
 
 def _route_log(
-    record: Any, resource: dict[str, Any], resource_key: str, ctx: RouteContext, batch: Batch
+    record: Any,
+    resource: dict[str, Any],
+    resource_key: str,
+    ctx: RouteContext,
+    batch: Batch,
+    base: Identity | None = None,
 ) -> None:
+    """``base`` is ``identity(ctx.hasher, resource)``, computed once per resource."""
     rows = batch.rows
     pid = ctx.project_id
     attrs = attributes(record.attributes)
-    who = identity(ctx.hasher, attrs, resource)
+    if base is None:
+        base = identity(ctx.hasher, resource)
+    who = _identity_over(ctx.hasher, attrs, base)
     trace_id = record.trace_id.hex() or None
     span_id = record.span_id.hex() or None
     when = timestamp(record.time_unix_nano or record.observed_time_unix_nano)
@@ -776,7 +833,7 @@ def _route_log(
             or ("event" if event_name else "general")
         )
     stack = long_text(record.attributes, "exception.stacktrace", attrs.get("exception.stacktrace"))
-    scrubbed = scrub_mapping(attrs, ctx.hasher)
+    scrubbed = scrubbed_attributes(attrs, ctx.hasher)
     if event_name:
         scrubbed["event.name"] = shown_name
     if record.severity_text:
@@ -876,7 +933,7 @@ def _route_log(
             )
         )
 
-    if who.user_id is not None:
+    if who.user_id is not None and _has_user_properties(attrs):
         rows["user_properties"].extend(
             user_property_rows(attrs, who.user_id, when, (trace_id, span_id), ctx)
         )
