@@ -82,12 +82,16 @@ class Pipeline:
         self, signal: Signal, message: Message, *, project_id: int = 1, receiver: str = "grpc"
     ) -> Outcome:
         """Route and commit one OTLP request; returns only after its rows are committed."""
+        started = time.perf_counter()
         ctx = RouteContext(hasher=self.hasher, project_id=project_id)
         batch = ROUTERS[signal](message, ctx)
-        return await self.commit(signal, batch, receiver=receiver)
+        return await self.commit(signal, batch, receiver=receiver, started=started)
 
-    async def commit(self, signal: Signal | str, batch: Batch, *, receiver: str) -> Outcome:
-        started = time.perf_counter()
+    async def commit(
+        self, signal: Signal | str, batch: Batch, *, receiver: str, started: float | None = None
+    ) -> Outcome:
+        """Write a routed batch; the latency counted runs from ``started`` (routing included)."""
+        started = time.perf_counter() if started is None else started
         outcome_label = "ok"
         try:
             result = await self.writer.write(batch)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -316,63 +317,26 @@ def _pick(keys: tuple[str, ...], attrs: Mapping[str, Any]) -> Any:
     return None
 
 
-# scrub_mapping() treats every entry on its own, so an entry seen before (the same key and
-# value) needs no second pass through the PII patterns. Remembered per hasher and per key,
-# bounded: a key with many distinct values only ever evicts its own.
-_MEMO_KEYS = 128
-_MEMO_VALUES = 256  # per key
+# scrub_mapping() treats every entry on its own, so the result for a short scalar entry (the
+# same key and value) can be remembered: most attribute values repeat across spans.
 _MEMO_LENGTH = 200  # longer strings are scrubbed every time
-_scrub_memo: tuple[object, dict[str, dict[Any, Any]]] = (None, {})
+
+
+@lru_cache(maxsize=32768)
+def _scrub_entry(hasher: Hasher, key: str, is_bool: bool, value: Any) -> Any:
+    # ``is_bool`` is part of the cache key: True == 1, yet they dump differently.
+    return scrub_mapping({key: value}, hasher)[key]
 
 
 def scrubbed_attributes(attrs: Mapping[str, Any], hasher: Hasher) -> dict[str, Any]:
     """Exactly ``scrub_mapping(attrs, hasher)``, remembering the result of common entries."""
-    global _scrub_memo
-    owner, memo = _scrub_memo
-    if owner is not hasher:
-        memo = {}
-        _scrub_memo = (hasher, memo)
     out: dict[str, Any] = {}
-    missing: dict[str, Any] | None = None
     for key, value in attrs.items():
         kind = type(value)
-        if kind is str:
-            probe: Any = value if len(value) <= _MEMO_LENGTH else None
-        elif kind is int or kind is bool:
-            probe = (kind, value)  # with the type: True == 1, yet they dump differently
+        if (kind is str and len(value) <= _MEMO_LENGTH) or kind is int or kind is bool:
+            out[key] = _scrub_entry(hasher, key, kind is bool, value)
         else:
-            probe = None
-        if probe is not None:
-            known = memo.get(key)
-            if known is not None:
-                hit = known.get(probe)
-                if hit is not None:
-                    out[key] = hit
-                    continue
-        if missing is None:
-            missing = {}
-        missing[key] = value
-        out[key] = None  # keeps the key's place in the order
-    if missing:
-        done = scrub_mapping(missing, hasher)
-        for key, value in missing.items():
-            if key not in done:  # scrubbing may drop an entry altogether
-                del out[key]
-                continue
-            out[key] = result = done[key]
-            kind = type(value)
-            if result is None or not (
-                (kind is str and len(value) <= _MEMO_LENGTH) or kind is int or kind is bool
-            ):
-                continue
-            known = memo.get(key)
-            if known is None:
-                if len(memo) >= _MEMO_KEYS:
-                    memo.clear()
-                known = memo[key] = {}
-            elif len(known) >= _MEMO_VALUES:
-                known.clear()
-            known[value if kind is str else (kind, value)] = result
+            out[key] = scrub_mapping({key: value}, hasher)[key]
     return out
 
 

@@ -8,7 +8,6 @@ after the transaction holding its rows has committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import time
 from collections import deque
@@ -427,11 +426,3 @@ class SqlWriter:
                     result.error = result.error or f"{table}: {exc}"[:300]
         log.warning("rows_rejected_by_database", rejected=result.rejected, error=result.error)
         return result
-
-
-async def wait_closed(tasks: list[asyncio.Task[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
