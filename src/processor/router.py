@@ -429,6 +429,94 @@ def _span_problem(span: Span) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What every row from one record shares: the key its row ids derive from, and when."""
+
+    key: tuple[object, ...]
+    when: datetime
+    trace_id: str | None
+    span_id: str | None
+
+
+def _feature_row(
+    ctx: RouteContext,
+    o: Origin,
+    attrs: Mapping[str, Any],
+    who: Identity,
+    duration_ms: float | None,
+    metadata: str,
+) -> FeatureUsageRow:
+    return FeatureUsageRow(
+        row_id(ctx.project_id, "feature_usage", *o.key),
+        ctx.project_id,
+        o.when,
+        o.trace_id,
+        o.span_id,
+        text(attrs["feature.name"], "feature_name") or "",
+        text(attrs.get("feature.action") or "used", "action") or "used",
+        who.user_id,
+        who.organization_id,
+        who.session_id,
+        duration_ms,
+        who.service_name,
+        who.deployment_type,
+        metadata,
+    )
+
+
+def _activity_row(
+    ctx: RouteContext, o: Origin, activity: str, who: Identity, metadata: str
+) -> UserActivityRow:
+    return UserActivityRow(
+        row_id(ctx.project_id, "user_activity", *o.key),
+        ctx.project_id,
+        o.when,
+        o.trace_id,
+        o.span_id,
+        activity,
+        who.user_id,
+        who.organization_id,
+        who.session_id,
+        who.service_name,
+        who.deployment_type,
+        metadata,
+    )
+
+
+def _metric_row(
+    ctx: RouteContext,
+    o: Origin,
+    metric: Any,
+    value: float,
+    unit: Any,
+    who: Identity,
+    app_version: str | None,
+    metadata: str,
+    *extra_key: object,
+) -> PerformanceMetricRow:
+    return PerformanceMetricRow(
+        row_id(ctx.project_id, "performance_metrics", *o.key, *extra_key),
+        ctx.project_id,
+        o.when,
+        o.trace_id,
+        o.span_id,
+        text(metric, "metric_type") or "",
+        value,
+        text(unit, "unit"),
+        who.user_id,
+        who.session_id,
+        who.service_name,
+        app_version,
+        metadata,
+    )
+
+
+def _activity(name: str, attrs: Mapping[str, Any]) -> str | None:
+    """The user_activity event type named by the record's ``event.name`` or its own name."""
+    return ACTIVITY_EVENTS.get(str(attrs.get("event.name"))) or ACTIVITY_EVENTS.get(name)
+
+
 def _route_span(
     span: Span,
     resource: dict[str, Any],
@@ -438,31 +526,12 @@ def _route_span(
 ) -> None:
     """``base`` is ``identity(ctx.hasher, resource)``, computed once per resource."""
     rows = batch.rows
-    pid = ctx.project_id
     hasher = ctx.hasher
     attrs = attributes(span.attributes)
-    if base is None:
-        base = identity(hasher, resource)
-    # identity(hasher, attrs, resource), with the resource half already done.
-    user = _pick(USER_KEYS, attrs)
-    user_id = hasher(str(user)) if user is not None else base.user_id
-    org = _pick(ORG_KEYS, attrs)
-    organization_id = hasher(str(org)) if org is not None else base.organization_id
-    session = _pick(SESSION_KEYS, attrs)
-    session_id = hasher(str(session)) if session is not None else base.session_id
-    service = attrs.get("service.name")
-    service_name = (
-        base.service_name if service is None or service == "" else text(service, "service_name")
-    )
-    deployment = attrs.get("deployment.type")
-    deployment_type = (
-        base.deployment_type
-        if deployment is None or deployment == ""
-        else text(deployment, "deployment_type")
-    )
+    who = _identity_over(hasher, attrs, base or identity(hasher, resource))
     trace_id = span.trace_id.hex()
     span_id = span.span_id.hex()
-    when = timestamp(span.start_time_unix_nano)
+    o = Origin((trace_id, span_id), timestamp(span.start_time_unix_nano), trace_id, span_id)
     duration_ms = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
     name = clean(span.name, 255)
     metadata: str | None = None
@@ -481,63 +550,30 @@ def _route_span(
             path, method, status = endpoint
             rows["endpoint_usage"].append(
                 EndpointUsageRow(
-                    row_id(pid, "endpoint_usage", trace_id, span_id),
-                    pid,
-                    when,
+                    row_id(ctx.project_id, "endpoint_usage", *o.key),
+                    ctx.project_id,
+                    o.when,
                     trace_id,
                     span_id,
-                    clean(scrub_text(path, ctx.hasher), LENGTHS["endpoint"]),
+                    clean(scrub_text(path, hasher), LENGTHS["endpoint"]),
                     method,
-                    user_id,
-                    organization_id,
-                    session_id,
+                    who.user_id,
+                    who.organization_id,
+                    who.session_id,
                     status,
                     duration_ms,
-                    service_name,
-                    deployment_type,
+                    who.service_name,
+                    who.deployment_type,
                     meta(),
                 )
             )
 
-    feature = attrs.get("feature.name")
-    if feature is not None:
-        rows["feature_usage"].append(
-            FeatureUsageRow(
-                row_id(pid, "feature_usage", trace_id, span_id),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                text(feature, "feature_name") or "",
-                text(attrs.get("feature.action") or "used", "action") or "used",
-                user_id,
-                organization_id,
-                session_id,
-                duration_ms,
-                service_name,
-                deployment_type,
-                meta(),
-            )
-        )
+    if attrs.get("feature.name") is not None:
+        rows["feature_usage"].append(_feature_row(ctx, o, attrs, who, duration_ms, meta()))
 
-    activity = ACTIVITY_EVENTS.get(str(attrs.get("event.name"))) or ACTIVITY_EVENTS.get(name)
+    activity = _activity(name, attrs)
     if activity is not None:
-        rows["user_activity"].append(
-            UserActivityRow(
-                row_id(pid, "user_activity", trace_id, span_id),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                activity,
-                user_id,
-                organization_id,
-                session_id,
-                service_name,
-                deployment_type,
-                meta(),
-            )
-        )
+        rows["user_activity"].append(_activity_row(ctx, o, activity, who, meta()))
 
     metric = attrs.get("performance.metric")
     if metric is not None:
@@ -545,33 +581,18 @@ def _route_span(
         unit = attrs.get("performance.unit")
         if value is None:
             value, unit = duration_ms, unit or "ms"
+        app_version = text(lookup(("service.version",), attrs, resource), "app_version")
         rows["performance_metrics"].append(
-            PerformanceMetricRow(
-                row_id(pid, "performance_metrics", trace_id, span_id),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                text(metric, "metric_type") or "",
-                value,
-                text(unit, "unit"),
-                user_id,
-                session_id,
-                service_name,
-                text(lookup(("service.version",), attrs, resource), "app_version"),
-                meta(),
-            )
+            _metric_row(ctx, o, metric, value, unit, who, app_version, meta())
         )
 
-    if user_id is not None and _has_user_properties(attrs):
+    if who.user_id is not None and _has_user_properties(attrs):
         rows["user_properties"].extend(
-            user_property_rows(attrs, user_id, when, (trace_id, span_id), ctx)
+            user_property_rows(attrs, who.user_id, o.when, (trace_id, span_id), ctx)
         )
 
-    if span.events:
-        who = Identity(user_id, organization_id, session_id, service_name, deployment_type)
-        for index, event in enumerate(span.events):
-            _route_span_event(event, index, span, attrs, resource, who, ctx, batch)
+    for index, event in enumerate(span.events):
+        _route_span_event(event, index, span, attrs, resource, who, ctx, batch)
 
 
 def _endpoint(attrs: Mapping[str, Any]) -> tuple[str, str, int | None] | None:
@@ -610,13 +631,12 @@ def _route_span_event(
     batch: Batch,
 ) -> None:
     rows = batch.rows
-    pid = ctx.project_id
     attrs = attributes(event.attributes)
     name = clean(event.name, 255)
     trace_id = span.trace_id.hex()
     span_id = span.span_id.hex()
     when = timestamp(event.time_unix_nano or span.start_time_unix_nano)
-    key = (trace_id, span_id, index, event.time_unix_nano, name)
+    o = Origin((trace_id, span_id, index, event.time_unix_nano, name), when, trace_id, span_id)
     who = identity(ctx.hasher, attrs, span_attrs, resource) if attrs else span_who
     metadata = dumps(
         {**scrub_mapping(attrs, ctx.hasher), "event.name": scrub_text(name, ctx.hasher)}
@@ -631,8 +651,8 @@ def _route_span_event(
         )
         rows["logs"].append(
             LogRow(
-                row_id(pid, "logs", *key),
-                pid,
+                row_id(ctx.project_id, "logs", *o.key),
+                ctx.project_id,
                 when,
                 trace_id,
                 span_id,
@@ -650,64 +670,21 @@ def _route_span_event(
             )
         )
 
-    feature = attrs.get("feature.name")
-    if feature is not None:
-        rows["feature_usage"].append(
-            FeatureUsageRow(
-                row_id(pid, "feature_usage", *key),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                text(feature, "feature_name") or "",
-                text(attrs.get("feature.action") or "used", "action") or "used",
-                who.user_id,
-                who.organization_id,
-                who.session_id,
-                to_float(attrs.get("feature.duration_ms")),
-                who.service_name,
-                who.deployment_type,
-                metadata,
-            )
-        )
+    if attrs.get("feature.name") is not None:
+        duration_ms = to_float(attrs.get("feature.duration_ms"))
+        rows["feature_usage"].append(_feature_row(ctx, o, attrs, who, duration_ms, metadata))
 
-    activity = ACTIVITY_EVENTS.get(str(attrs.get("event.name"))) or ACTIVITY_EVENTS.get(name)
+    activity = _activity(name, attrs)
     if activity is not None:
-        rows["user_activity"].append(
-            UserActivityRow(
-                row_id(pid, "user_activity", *key),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                activity,
-                who.user_id,
-                who.organization_id,
-                who.session_id,
-                who.service_name,
-                who.deployment_type,
-                metadata,
-            )
-        )
+        rows["user_activity"].append(_activity_row(ctx, o, activity, who, metadata))
 
     metric = attrs.get("performance.metric")
     value = to_float(attrs.get("performance.value"))
     if metric is not None and value is not None:
+        app_version = text(lookup(("service.version",), span_attrs, resource), "app_version")
         rows["performance_metrics"].append(
-            PerformanceMetricRow(
-                row_id(pid, "performance_metrics", *key),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                text(metric, "metric_type") or "",
-                value,
-                text(attrs.get("performance.unit"), "unit"),
-                who.user_id,
-                who.session_id,
-                who.service_name,
-                text(lookup(("service.version",), span_attrs, resource), "app_version"),
-                metadata,
+            _metric_row(
+                ctx, o, metric, value, attrs.get("performance.unit"), who, app_version, metadata
             )
         )
 
@@ -826,45 +803,14 @@ def _route_log(
         )
     )
 
-    feature = attrs.get("feature.name")
-    if feature is not None:
-        rows["feature_usage"].append(
-            FeatureUsageRow(
-                row_id(pid, "feature_usage", resource_key, key),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                text(feature, "feature_name") or "",
-                text(attrs.get("feature.action") or "used", "action") or "used",
-                who.user_id,
-                who.organization_id,
-                who.session_id,
-                to_float(attrs.get("feature.duration_ms")),
-                who.service_name,
-                who.deployment_type,
-                metadata,
-            )
-        )
+    o = Origin((resource_key, key), when, trace_id, span_id)
+    if attrs.get("feature.name") is not None:
+        duration_ms = to_float(attrs.get("feature.duration_ms"))
+        rows["feature_usage"].append(_feature_row(ctx, o, attrs, who, duration_ms, metadata))
 
     activity = ACTIVITY_EVENTS.get(event_name)
     if activity is not None:
-        rows["user_activity"].append(
-            UserActivityRow(
-                row_id(pid, "user_activity", resource_key, key),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                activity,
-                who.user_id,
-                who.organization_id,
-                who.session_id,
-                who.service_name,
-                who.deployment_type,
-                metadata,
-            )
-        )
+        rows["user_activity"].append(_activity_row(ctx, o, activity, who, metadata))
 
     metrics: list[tuple[str, float | None, Any]] = []
     named = attrs.get("performance.metric")
@@ -877,25 +823,10 @@ def _route_log(
             if attr in attrs:
                 metrics.append((metric_type, to_float(attrs[attr]), unit))
     for metric_type, value, unit in metrics:
-        if value is None:
-            continue
-        rows["performance_metrics"].append(
-            PerformanceMetricRow(
-                row_id(pid, "performance_metrics", resource_key, key, metric_type),
-                pid,
-                when,
-                trace_id,
-                span_id,
-                text(metric_type, "metric_type") or "",
-                value,
-                text(unit, "unit"),
-                who.user_id,
-                who.session_id,
-                who.service_name,
-                device[3],
-                metadata,
+        if value is not None:
+            rows["performance_metrics"].append(
+                _metric_row(ctx, o, metric_type, value, unit, who, device[3], metadata, metric_type)
             )
-        )
 
     if who.user_id is not None and _has_user_properties(attrs):
         rows["user_properties"].extend(
