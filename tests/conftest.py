@@ -189,12 +189,26 @@ class Database:
             return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
 
     def dump(self) -> str:
-        """Every row of every table as text, for grepping."""
-        out = []
-        for table in TABLES:
-            for row in self.rows(table):
-                out.append(repr(row))
-        return "\n".join(out)
+        """A real dump of the database (pg_dump, or SQLite's iterdump), for grepping."""
+        if self.is_postgres:
+            pg_dump = shutil.which("pg_dump") or next(
+                iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), reverse=True)), None
+            )
+            assert pg_dump, "pg_dump is needed to dump the PostgreSQL test database"
+            result = subprocess.run(
+                [pg_dump, "--data-only", "--no-owner", self.url],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
+            )
+            return result.stdout
+        import sqlite3
+
+        path = make_url(self.engine.url).database
+        assert path
+        with sqlite3.connect(path) as conn:
+            return "\n".join(conn.iterdump())
 
     def close(self) -> None:
         self.engine.dispose()
