@@ -34,13 +34,16 @@ def parser() -> argparse.ArgumentParser:
     hash_id = sub.add_parser("hash-id", help="print the stored hash of an identifier")
     hash_id.add_argument("value")
 
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
     keys = sub.add_parser("keys", help="manage API keys (stored as SHA-256 hashes)")
-    keys.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create = keys_sub.add_parser(
+        "create", help="create a key and print it once", parents=[database]
+    )
     create.add_argument("--project", default="default", help="project name (created if new)")
-    keys_sub.add_parser("list", help="list key prefixes, projects and times")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix")
+    keys_sub.add_parser("list", help="list key prefixes, projects and times", parents=[database])
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix", parents=[database])
     revoke.add_argument("key", help="the key's id or prefix, as `keys list` shows")
 
     forget = sub.add_parser("forget-user", help="delete one user's rows from every table")

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from processor import cli, keys
+from processor.auth import key_digest
 from processor.privacy import make_hasher
 from processor.writer import create_db_engine
 from tests.integration.sdk import resource
@@ -165,9 +166,17 @@ def test_keys_rotate_without_restart(make_server, db):
     assert keys.revoke_key(engine, prefix) == 1
     wait_for(lambda: not accepted(old_key, 3))  # span 3 is stored already: probing adds nothing
     assert accepted(new_key, 5)
+    new_prefix = next(k.prefix for k in keys.list_keys(engine) if new_key.startswith(k.prefix))
+    wait_for(
+        lambda: (
+            next(k for k in keys.list_keys(engine) if k.prefix == new_prefix).last_used_at
+            is not None
+        )
+    )
     listed = {k.prefix: k for k in keys.list_keys(engine)}
     engine.dispose()
     assert listed[prefix].revoked_at is not None
+    assert listed[new_prefix].revoked_at is None
     assert db.count("endpoint_usage") == 4
 
 
@@ -440,3 +449,19 @@ def test_dump_after_pii_heavy_messages_holds_no_raw_values(server, db):
     dump = db.dump()
     for value in raw:
         assert value not in dump
+
+
+def test_keys_cli_prints_the_key_once_and_stores_only_its_hash(db, database_url, capsys):
+    assert (
+        cli.main(["keys", "create", "--project", "cli-proj", "--database-url", database_url]) == 0
+    )
+    key = capsys.readouterr().out.strip()
+    assert key.startswith(keys.KEY_PREFIX)
+    assert key not in db.dump()
+    stored = db.rows("api_keys")
+    assert len(stored) == 1 and stored[0]["key_hash"] == key_digest(key)
+    assert cli.main(["keys", "list", "--database-url", database_url]) == 0
+    listing = capsys.readouterr().out
+    assert "cli-proj" in listing and stored[0]["prefix"] in listing and key not in listing
+    assert cli.main(["keys", "revoke", stored[0]["prefix"], "--database-url", database_url]) == 0
+    assert db.rows("api_keys")[0]["revoked_at"] is not None
