@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -164,4 +166,120 @@ async def open_loop(
     if outstanding:
         await asyncio.gather(*outstanding)
     result.finished = time.perf_counter()
+    return result
+
+
+# --- overload: every request sent once, every answer kept -------------------------------------
+
+# No verdict from the server: the client's deadline passed (gRPC reports DEADLINE_EXCEEDED, or
+# CANCELLED when the server-side cancellation wins the race). Such a request may be stored.
+NO_ANSWER = ("DEADLINE_EXCEEDED", "CANCELLED")
+
+
+@dataclass
+class Answer:
+    """What happened to one request sent once (no retry)."""
+
+    signal: str
+    items: int
+    scheduled: float  # perf_counter of its slot in the open-loop schedule
+    sent: float  # when the call actually started (lag = sent - scheduled)
+    answered: float  # when the answer (or the client-side timeout) came
+    code: str  # "OK" or the gRPC status code's name
+    rejected: int = 0  # items the server refused in partial_success (OK answers only)
+    retry_info: bool = False  # a refusal carrying google.rpc.RetryInfo
+
+    @property
+    def wait(self) -> float:
+        """Seconds from the scheduled send to the answer (queueing in the client counts)."""
+        return self.answered - self.scheduled
+
+
+def has_retry_info(trailers: Any) -> bool:
+    """Whether a refusal's trailers carry a ``google.rpc.RetryInfo`` (in the rich status or
+    in its own ``google.rpc.retryinfo-bin`` trailer)."""
+    for key, value in trailers:
+        if key == "google.rpc.retryinfo-bin":
+            return True
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status()
+            status.ParseFromString(value)
+            if any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details):
+                return True
+    return False
+
+
+@dataclass
+class OverloadResult:
+    started: float = 0.0
+    finished: float = 0.0  # the last answer
+    answers: list[Answer] = field(default_factory=list)
+    not_sent: int = 0  # schedule slots skipped because max_outstanding were unanswered
+
+
+async def overload_loop(
+    client: Client,
+    workload: Workload,
+    duration: float,
+    *,
+    rate: float,
+    timeout: float = 30.0,
+    max_outstanding: int = 4096,
+) -> OverloadResult:
+    """Open loop at ``rate`` requests/s; each request is sent once and its outcome recorded.
+
+    Nothing is retried: an ``UNAVAILABLE`` / ``RESOURCE_EXHAUSTED`` refusal is an outcome, so
+    the figures show the server's admission control and not a client's back-off. Requests go
+    round-robin over the client's channels (HTTP/2 streams multiplexed on each connection), so
+    as many can be outstanding as the server lets in.
+    """
+    result = OverloadResult()
+    result.started = time.perf_counter()
+    interval = 1.0 / rate
+    outstanding: set[asyncio.Task[None]] = set()
+
+    async def one(index: int, scheduled: float) -> None:
+        signal, data, items = workload.next()
+        call = client.calls[index % len(client.calls)][signal]
+        sent = time.perf_counter()
+        code, rejected, retry_info = "OK", 0, False
+        try:
+            answer: bytes = await call(data, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code().name
+            retry_info = has_retry_info(exc.trailing_metadata() or ())
+        else:
+            if answer:  # a non-empty response carries partial_success
+                response = (
+                    ExportTraceServiceResponse()
+                    if signal == "traces"
+                    else ExportLogsServiceResponse()
+                )
+                response.ParseFromString(answer)
+                partial = response.partial_success
+                rejected = getattr(partial, "rejected_spans", 0) or getattr(
+                    partial, "rejected_log_records", 0
+                )
+        result.answers.append(
+            Answer(signal, items, scheduled, sent, time.perf_counter(), code, rejected, retry_info)
+        )
+
+    index = 0
+    while True:
+        scheduled = result.started + index * interval
+        if scheduled >= result.started + duration:
+            break
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if len(outstanding) >= max_outstanding:
+            result.not_sent += 1
+        else:
+            task = asyncio.create_task(one(index, scheduled))
+            outstanding.add(task)
+            task.add_done_callback(outstanding.discard)
+        index += 1
+    if outstanding:
+        await asyncio.gather(*outstanding)
+    result.finished = max((a.answered for a in result.answers), default=time.perf_counter())
     return result

@@ -7,6 +7,8 @@ Phases (each on freshly truncated tables, committed rows counted in the database
 3. baseline: the seed-003-style ORM processor (``bench/baseline.py``), closed loop.
 4. limit: raw psycopg COPY of pre-built rows (``bench/limit.py``).
 5. SQLite: the processor on a SQLite file, closed loop.
+6. overload (``--overload``): a fresh server, open loop at 3x the sustainable rate, every
+   request sent once; acknowledged vs refused, latency, peak RSS, health, acked vs stored.
 
 ``--repeat N`` runs everything N times and reports medians. See bench/README.md.
 """
@@ -29,6 +31,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -233,6 +237,107 @@ def wait_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0
                     return
             time.sleep(0.2)
     raise TimeoutError(f"nothing serving on port {port} after {timeout}s")
+
+
+@dataclass
+class HealthStats:
+    polls: int = 0
+    answered: int = 0  # HTTP 200 / SERVING within the timeout
+    failed: Counter[str] = field(default_factory=Counter)  # "timeout", "503", "NOT_SERVING", …
+    latencies: list[float] = field(default_factory=list)  # of the answered polls
+
+    def summary(self) -> dict[str, Any]:
+        slowest = max(self.latencies, default=float("nan"))
+        return {
+            "polls": self.polls,
+            "answered": self.answered,
+            "failed": dict(self.failed),
+            "p99_ms": round(percentile(self.latencies, 99) * 1000, 1),
+            "slowest_ms": round(slowest * 1000, 1),
+        }
+
+
+class HealthPoller:
+    """Polls HTTP ``/health`` and gRPC ``grpc.health.v1`` every ``interval`` s, each in its own
+    thread. Every poll opens a fresh connection (as a Kubernetes probe does), so with
+    ``--workers N`` the kernel hands the polls to every worker in turn."""
+
+    def __init__(
+        self, grpc_port: int, http_port: int, *, interval: float = 0.5, timeout: float = 1.0
+    ) -> None:
+        self.grpc_target = f"127.0.0.1:{grpc_port}"
+        self.http_url = f"http://127.0.0.1:{http_port}/health"
+        self.interval = interval
+        self.timeout = timeout
+        self.stats = {"http": HealthStats(), "grpc": HealthStats()}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(name, probe), daemon=True)
+            for name, probe in (("http", self._http), ("grpc", self._grpc))
+        ]
+
+    def __enter__(self) -> HealthPoller:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _loop(self, name: str, probe: Any) -> None:
+        stats = self.stats[name]
+        start = time.monotonic()
+        tick = 0
+        while not self._stop.is_set():
+            began = time.monotonic()
+            outcome = probe()
+            took = time.monotonic() - began
+            stats.polls += 1
+            if outcome is None:
+                stats.answered += 1
+                stats.latencies.append(took)
+            else:
+                stats.failed[outcome] += 1
+            # The next tick of the fixed schedule that is still ahead (a slow poll skips ticks).
+            tick = max(tick + 1, int((time.monotonic() - start) / self.interval) + 1)
+            self._stop.wait(max(0.0, start + tick * self.interval - time.monotonic()))
+
+    def _http(self) -> str | None:
+        """None when answered 200 within the timeout, else why not."""
+        try:
+            with urllib.request.urlopen(self.http_url, timeout=self.timeout) as response:
+                response.read()
+                return None if response.status == 200 else str(response.status)
+        except urllib.error.HTTPError as exc:  # 503: the database is down
+            return str(exc.code)
+        except urllib.error.URLError as exc:
+            return "timeout" if isinstance(exc.reason, TimeoutError) else "error"
+        except TimeoutError:
+            return "timeout"
+        except OSError:
+            return "error"
+
+    def _grpc(self) -> str | None:
+        options = [("grpc.use_local_subchannel_pool", 1)]  # a new connection for every poll
+        with grpc.insecure_channel(self.grpc_target, options=options) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            try:
+                answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self.timeout)
+            except grpc.RpcError as exc:
+                code = exc.code()
+                return "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else code.name
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+        return None
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 # --- phases ---------------------------------------------------------------------------------
@@ -507,6 +612,157 @@ def run_sqlite(args: argparse.Namespace, workload: Workload, rnd: int) -> Figure
     return figures
 
 
+def settled_counts(url: str, patience: float = 30.0) -> dict[str, int]:
+    """Row counts once two readings a second apart agree (requests whose answer timed out
+    client-side may still be committing)."""
+    counts = count_rows(url)
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        again = count_rows(url)
+        if again == counts:
+            break
+        counts = again
+    return counts
+
+
+async def drive_overload(
+    target: str,
+    workload: Workload,
+    args: argparse.Namespace,
+    *,
+    rate: float,
+    monitor: Monitor,
+    poller: HealthPoller,
+) -> loadgen.OverloadResult:
+    client = loadgen.Client(target, args.overload_connections)
+    try:
+        await client.ready()
+        if args.warmup > 0:
+            await loadgen.closed_loop(client, workload, args.warmup, concurrency=args.concurrency)
+        truncate(args.database_url)
+        monitor.mark("start")
+        with poller:
+            result = await loadgen.overload_loop(
+                client,
+                workload,
+                args.overload_duration,
+                rate=rate,
+                timeout=args.overload_timeout,
+            )
+        monitor.mark("end")
+    finally:
+        await client.close()
+    return result
+
+
+def run_overload(
+    args: argparse.Namespace, workload: Workload, rnd: int, sustainable: tuple[float, float]
+) -> dict[str, Any]:
+    """A fresh ``serve`` (same set-up as the processor phase) driven open loop at
+    ``--overload-factor`` times the sustainable rate (items/s, spans/s); every request sent
+    once, no retries."""
+    rate = args.overload_factor * sustainable[0] / ITEMS_PER_REQUEST  # requests/s
+    port, http_port = free_port(), free_port()
+    command = [sys.executable, "-m", "processor", "serve", "--no-migrate"]
+    command += ["--workers", str(args.workers)]
+    env = processor_env(args.database_url, port, http_port)
+    with (
+        server_process(command, env, port, LOGS / f"overload-{rnd}.log") as proc,
+        Monitor(proc.pid, args.database_url) as monitor,
+    ):
+        poller = HealthPoller(port, http_port, interval=0.5, timeout=args.health_timeout)
+        result = asyncio.run(
+            drive_overload(
+                f"127.0.0.1:{port}", workload, args, rate=rate, monitor=monitor, poller=poller
+            )
+        )
+        counts = settled_counts(args.database_url)  # before SIGTERM, which commits leftovers
+        cpu = monitor.cpu_between("start", "end")
+    out = overload_figures(result, counts, args, rate, sustainable[1])
+    out["peak_rss_mb"] = round(monitor.peak_rss / 2**20, 1)
+    out["peak_pss_mb"] = round(monitor.peak_pss / 2**20, 1)
+    out["peak_rss_mb_by_process"] = [round(v / 2**20, 1) for v in monitor.peak_rss_by_pid.values()]
+    out["health"] = {name: stats.summary() for name, stats in poller.stats.items()}
+    out["health_ok"] = all(s.polls > 0 and s.answered == s.polls for s in poller.stats.values())
+    out["cpu"] = {k: round(v, 2) for k, v in cpu.items()}
+    print(
+        f"  {'overload (x' + format(args.overload_factor, 'g') + ')':32s} "
+        f"offered spans/s={out['offered_spans_per_s']:9,.0f} "
+        f"acked spans/s={out['acked_spans_per_s']:9,.0f} refused={out['refused']} "
+        f"rss={out['peak_rss_mb']:6.1f}MB health={'ok' if out['health_ok'] else 'FAILED'} "
+        f"{'acked ⊆ stored' if out['acked_stored_ok'] else 'LOST'}",
+        flush=True,
+    )
+    return out
+
+
+def overload_figures(
+    result: loadgen.OverloadResult,
+    counts: dict[str, int],
+    args: argparse.Namespace,
+    rate: float,
+    sustainable_spans_per_s: float,
+) -> dict[str, Any]:
+    answers = result.answers
+    ok = [a for a in answers if a.code == "OK"]
+    timed_out = [a for a in answers if a.code in loadgen.NO_ANSWER]
+    refused = [a for a in answers if a.code != "OK" and a.code not in loadgen.NO_ANSWER]
+
+    def items(group: list[loadgen.Answer], signal: str, *, net: bool = False) -> int:
+        return sum(a.items - (a.rejected if net else 0) for a in group if a.signal == signal)
+
+    stored = {
+        "traces": sum(counts[t] for t in SPAN_TABLES),
+        "logs": sum(counts[t] for t in LOG_TABLES),
+    }
+    acked = {s: items(ok, s, net=True) for s in stored}  # what must be in the database
+    unanswered = {s: items(timed_out, s) for s in stored}  # what may be, too
+    lost = {s: acked[s] - stored[s] for s in stored if stored[s] < acked[s]}
+    # Rows beyond acked + timed-out could only come from refused requests: a contract breach.
+    unexplained = {
+        s: stored[s] - acked[s] - unanswered[s]
+        for s in stored
+        if stored[s] > acked[s] + unanswered[s]
+    }
+    ack_times = sorted(a.answered for a in ok)
+    gaps = [b - a for a, b in zip([result.started, *ack_times], ack_times, strict=False)]
+    elapsed = result.finished - result.started
+    return {
+        "factor": args.overload_factor,
+        "sustainable_spans_per_s": round(sustainable_spans_per_s),
+        "sustainable_source": "--overload-rate" if args.overload_rate else "max run",
+        "offered_requests_per_s_target": round(rate, 2),
+        "offered_spans_per_s": items(answers, "traces") / args.overload_duration,
+        "requests_sent": len(answers),
+        "not_sent": result.not_sent,
+        "seconds": round(elapsed, 2),
+        "acked_requests": len(ok),
+        "acked_spans_per_s": acked["traces"] / elapsed if elapsed else 0.0,
+        "refused": dict(Counter(a.code for a in refused)),
+        "refused_with_retry_info": sum(a.retry_info for a in refused),
+        "timed_out": len(timed_out),
+        "timed_out_codes": dict(Counter(a.code for a in timed_out)),
+        "timeout_s": args.overload_timeout,
+        "p50_acked_ms": percentile([a.wait for a in ok], 50) * 1000,
+        "p99_acked_ms": percentile([a.wait for a in ok], 99) * 1000,
+        "p50_refused_ms": percentile([a.wait for a in refused], 50) * 1000,
+        "p99_refused_ms": percentile([a.wait for a in refused], 99) * 1000,
+        "longest_wait_ms": max((a.wait for a in answers), default=float("nan")) * 1000,
+        "longest_gap_between_acks_ms": max(gaps, default=float("nan")) * 1000,
+        "max_send_lag_ms": max((a.sent - a.scheduled for a in answers), default=0.0) * 1000,
+        "spans_acked": acked["traces"],
+        "spans_stored": stored["traces"],
+        "logs_acked": acked["logs"],
+        "logs_stored": stored["logs"],
+        "spans_timed_out": unanswered["traces"],
+        "logs_timed_out": unanswered["logs"],
+        "LOST": lost,
+        "unexplained_rows": unexplained,
+        "acked_stored_ok": not lost and not unexplained,
+    }
+
+
 # --- reporting ------------------------------------------------------------------------------
 
 
@@ -630,6 +886,121 @@ def print_table(
     return lines
 
 
+def overload_table(overloads: list[dict[str, Any]]) -> list[str]:
+    """One column per round."""
+
+    def ms(value: float) -> str:
+        return f"{value:,.0f}" if value == value else "-"
+
+    def health(h: dict[str, Any]) -> str:
+        failed = sum(h["failed"].values())
+        why = ", ".join(f"{k} {v}" for k, v in sorted(h["failed"].items()))
+        slowest = f", slowest {ms(h['slowest_ms'])} ms"
+        return f"{failed} of {h['polls']} failed{' (' + why + ')' if why else ''}{slowest}"
+
+    def stored(o: dict[str, Any]) -> str:
+        name = {"traces": "spans"}
+        if o["LOST"]:
+            return "LOST " + ", ".join(f"{n:,} {name.get(s, s)}" for s, n in o["LOST"].items())
+        if o["unexplained_rows"]:
+            extra = ", ".join(f"{n:,} {name.get(s, s)}" for s, n in o["unexplained_rows"].items())
+            return f"yes, but {extra} rows not explained by timeouts"
+        extra = o["spans_stored"] - o["spans_acked"] + o["logs_stored"] - o["logs_acked"]
+        return f"yes (+{extra:,} rows of timed-out requests)" if extra else "yes"
+
+    rows: list[tuple[str, Any]] = [
+        (
+            "sustainable spans/s",
+            lambda o: f"{o['sustainable_spans_per_s']:,} ({o['sustainable_source']})",
+        ),
+        ("offered spans/s", lambda o: f"{o['offered_spans_per_s']:,.0f} (x{o['factor']:g})"),
+        (
+            "requests sent",
+            lambda o: (
+                f"{o['requests_sent']:,}"
+                + (f" ({o['not_sent']:,} not sent)" if o["not_sent"] else "")
+            ),
+        ),
+        (
+            "acked spans/s",
+            lambda o: f"{o['acked_spans_per_s']:,.0f} ({o['acked_requests']:,} requests)",
+        ),
+        (
+            "refused requests",
+            lambda o: ", ".join(f"{k} {v:,}" for k, v in sorted(o["refused"].items())) or "0",
+        ),
+        ("refused with RetryInfo", lambda o: f"{o['refused_with_retry_info']:,}"),
+        (
+            "timed out (no answer)",
+            lambda o: (
+                f"{o['timed_out']:,} (deadline {o['timeout_s']:g} s"
+                + "".join(f"; {k} {v:,}" for k, v in sorted(o["timed_out_codes"].items()))
+                + ")"
+            ),
+        ),
+        ("p50 / p99 ms, acked", lambda o: f"{ms(o['p50_acked_ms'])} / {ms(o['p99_acked_ms'])}"),
+        (
+            "p50 / p99 ms, refused",
+            lambda o: f"{ms(o['p50_refused_ms'])} / {ms(o['p99_refused_ms'])}",
+        ),
+        ("longest wait ms", lambda o: ms(o["longest_wait_ms"])),
+        ("longest gap in acks ms", lambda o: ms(o["longest_gap_between_acks_ms"])),
+        ("load gen send lag ms", lambda o: ms(o["max_send_lag_ms"])),
+        ("peak RSS MB (PSS)", lambda o: f"{o['peak_rss_mb']:.0f} ({o['peak_pss_mb']:.0f})"),
+        ("health HTTP /health", lambda o: health(o["health"]["http"])),
+        ("health gRPC", lambda o: health(o["health"]["grpc"])),
+        ("spans acked / stored", lambda o: f"{o['spans_acked']:,} / {o['spans_stored']:,}"),
+        ("logs acked / stored", lambda o: f"{o['logs_acked']:,} / {o['logs_stored']:,}"),
+        ("acked ⊆ stored", stored),
+        (
+            "cores srv/pg/loadgen",
+            lambda o: " / ".join(
+                f"{o['cpu'].get(k, float('nan')):.2f}" for k in ("server", "postgres", "loadgen")
+            ),
+        ),
+    ]
+    cells = [[fmt(o) for o in overloads] for _, fmt in rows]
+    width = max(19, *(len(c) + 2 for row in cells for c in row))
+    heads = [f"round {i}" for i in range(1, len(overloads) + 1)]
+    lines = [f"{'':24s}" + "".join(f"{h:>{width}s}" for h in heads)]
+    lines += [
+        f"{title:24s}" + "".join(f"{c:>{width}s}" for c in row)
+        for (title, _), row in zip(rows, cells, strict=True)
+    ]
+    rss = max(o["peak_rss_mb"] for o in overloads)
+    checks = [
+        ("server RSS < 300 MB under overload", rss < 300, f"{rss:.0f} MB"),
+        (
+            "health (HTTP and gRPC) answered every poll",
+            all(o["health_ok"] for o in overloads),
+            ", ".join(
+                f"{sum(sum(h['failed'].values()) for h in o['health'].values())} failed"
+                for o in overloads
+            ),
+        ),
+        (
+            "everything acknowledged is stored",
+            all(not o["LOST"] for o in overloads),
+            ", ".join(stored(o) for o in overloads),
+        ),
+        (
+            "nothing refused was stored",
+            all(not o["unexplained_rows"] for o in overloads),
+            ", ".join(f"{sum(o['unexplained_rows'].values()):,} extra rows" for o in overloads),
+        ),
+        (
+            # 5 s: the OpenTelemetry Collector exporter's default timeout
+            "acknowledgements kept coming (no gap >= 5 s)",
+            all(o["longest_gap_between_acks_ms"] < 5000 for o in overloads),
+            ", ".join(f"longest gap {ms(o['longest_gap_between_acks_ms'])} ms" for o in overloads),
+        ),
+    ]
+    lines.append("")
+    for title, ok, value in checks:
+        lines.append(f"  [{'met' if ok else 'NOT MET':>7s}] {title}: {value}")
+    return lines
+
+
 def machine() -> str:
     model = "unknown CPU"
     with contextlib.suppress(OSError):
@@ -669,6 +1040,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", action="append", default=[], choices=["baseline", "limit", "sqlite"])
     p.add_argument("--profile", action="store_true", help="py-spy the server in the max run")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--overload",
+        action="store_true",
+        help="also run the overload phase: open loop at --overload-factor x the sustainable rate",
+    )
+    p.add_argument(
+        "--overload-rate",
+        type=float,
+        help="sustainable rate in spans/s (default: the max run's committed spans/s)",
+    )
+    p.add_argument("--overload-factor", type=float, default=3.0, help="offered / sustainable")
+    p.add_argument("--overload-duration", type=float, default=20.0, help="seconds of overload")
+    p.add_argument(
+        "--overload-connections",
+        type=int,
+        default=64,
+        help="gRPC connections of the overload phase (requests are multiplexed over them)",
+    )
+    p.add_argument(
+        "--overload-timeout", type=float, default=30.0, help="client deadline per request, s"
+    )
+    p.add_argument(
+        "--health-timeout", type=float, default=1.0, help="a health poll slower than this fails"
+    )
     args = p.parse_args(argv)
 
     print(f"machine: {machine()}")
@@ -682,10 +1077,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         RESULTS.mkdir(exist_ok=True)
     rounds: list[dict[str, Figures]] = []
+    overloads: list[dict[str, Any]] = []
     for rnd in range(1, args.repeat + 1):
         print(f"round {rnd}/{args.repeat}", flush=True)
         workload = Workload(logs_share=args.logs_share, seed=rnd, start=rnd << 24)
         figures = run_processor(args, workload, rnd)
+        if args.overload:
+            max_run = figures["processor"]
+            sustainable = (  # (items/s, spans/s)
+                (args.overload_rate / (1 - args.logs_share), args.overload_rate)
+                if args.overload_rate
+                else (max_run.items_per_s, max_run.spans_per_s)
+            )
+            overloads.append(run_overload(args, workload, rnd, sustainable))
         if "baseline" not in args.skip:
             figures["baseline"] = run_baseline(args, workload, rnd)
         if "limit" not in args.skip:
@@ -703,12 +1107,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"medians over {len(rounds)} round(s):")
     for line in print_table(summary, rounds, args):
         print(line)
+    if overloads:
+        print()
+        print(
+            f"overload: x{args.overload_factor:g} the sustainable rate for "
+            f"{args.overload_duration:g} s, open loop, {args.overload_connections} connections, "
+            f"every request sent once (no retries); health polled every 0.5 s "
+            f"(timeout {args.health_timeout:g} s):"
+        )
+        for line in overload_table(overloads):
+            print(line)
     if args.json:
         payload = {
             "machine": machine(),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "summary": summary,
             "rounds": [{name: f.__dict__ for name, f in r.items()} for r in rounds],
+            "overload": overloads,
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +45,8 @@ class Pipeline:
         writer: Writer,
         hasher: Hasher,
         *,
-        max_inflight_requests: int = 64,
-        max_inflight_bytes: int = 64 << 20,
+        max_inflight_requests: int = 16,
+        max_inflight_bytes: int = 32 << 20,
     ) -> None:
         self.writer = writer
         self.hasher = hasher
@@ -53,6 +55,9 @@ class Pipeline:
         self.inflight_requests = 0
         self.inflight_bytes = 0
         self.draining = False
+        # Routing is CPU work; off the event loop, the loop stays free to admit or refuse new
+        # requests at once, so a backlog is refused with RetryInfo instead of queueing unseen.
+        self._routing = ThreadPoolExecutor(1, thread_name_prefix="router")
 
     @contextlib.contextmanager
     def admit(self, nbytes: int) -> Iterator[None]:
@@ -84,8 +89,13 @@ class Pipeline:
         """Route and commit one OTLP request; returns only after its rows are committed."""
         started = time.perf_counter()
         ctx = RouteContext(hasher=self.hasher, project_id=project_id)
-        batch = ROUTERS[signal](message, ctx)
+        loop = asyncio.get_running_loop()
+        batch = await loop.run_in_executor(self._routing, ROUTERS[signal], message, ctx)
         return await self.commit(signal, batch, receiver=receiver, started=started)
+
+    def shutdown(self) -> None:
+        """Finish routing what was admitted. Safe to call twice."""
+        self._routing.shutdown(wait=True)
 
     async def commit(
         self, signal: Signal | str, batch: Batch, *, receiver: str, started: float | None = None

@@ -113,6 +113,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
         await asyncio.gather(self.grpc.shutdown(grace), self.http.shutdown())
+        self.pipeline.shutdown()
         await self.writer.shutdown()
         log.info("stopped")
 

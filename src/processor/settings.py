@@ -36,8 +36,8 @@ class Settings:
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
     # Admission bounds: work admitted but not yet committed.
-    max_inflight_requests: int = 64
-    max_inflight_mib: int = 64
+    max_inflight_requests: int = 16
+    max_inflight_mib: int = 32
     # Group commit: most rows written in one transaction.
     writer_max_rows: int = 20000
     workers: int = 1
