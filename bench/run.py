@@ -459,6 +459,36 @@ def profile_summary(out: Path, top: int = 25) -> list[tuple[str, float]]:
     return [(leaf, n / total) for leaf, n in leaves.most_common(top)] if total else []
 
 
+def measure(
+    port: int,
+    workload: Workload,
+    url: str,
+    monitor: Monitor,
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    rate: float | None = None,
+) -> tuple[Figures, Any]:
+    """Drive the server on ``port`` and turn what happened into Figures (CPU and RSS too)."""
+    result, counts, cpu = asyncio.run(
+        drive(
+            f"127.0.0.1:{port}",
+            workload,
+            concurrency=concurrency,
+            duration=duration,
+            warmup=warmup,
+            url=url,
+            rate=rate,
+            monitor=monitor,
+        )
+    )
+    figures = figures_from(result, counts)
+    figures.cpu = cpu
+    figures.rss_mb = monitor.peak_rss / 2**20
+    return figures, result
+
+
 def run_processor(args: argparse.Namespace, workload: Workload, rnd: int) -> dict[str, Figures]:
     port, http_port = free_port(), free_port()
     command = [sys.executable, "-m", "processor", "serve", "--no-migrate"]
@@ -473,22 +503,17 @@ def run_processor(args: argparse.Namespace, workload: Workload, rnd: int) -> dic
         spies: list[subprocess.Popen[bytes]] = []
         if args.profile:
             spies = profile_start(proc.pid, args.duration + args.warmup, RESULTS / f"profile-{rnd}")
-        result, counts, cpu = asyncio.run(
-            drive(
-                f"127.0.0.1:{port}",
-                workload,
-                concurrency=args.concurrency,
-                duration=args.duration,
-                warmup=args.warmup,
-                url=args.database_url,
-                monitor=monitor,
-            )
+        best, _ = measure(
+            port,
+            workload,
+            args.database_url,
+            monitor,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            warmup=args.warmup,
         )
         for spy in spies:
             spy.wait()
-        best = figures_from(result, counts)
-        best.cpu = cpu
-        best.rss_mb = monitor.peak_rss / 2**20
         out["processor"] = best
         best.extra["peak_pss_mb"] = round(monitor.peak_pss / 2**20, 1)
         best.extra["peak_rss_mb_by_process"] = [
@@ -498,21 +523,16 @@ def run_processor(args: argparse.Namespace, workload: Workload, rnd: int) -> dic
         if args.half_duration > 0:
             items_per_request = ITEMS_PER_REQUEST
             rate = best.items_per_s / 2 / items_per_request
-            result, counts, cpu = asyncio.run(
-                drive(
-                    f"127.0.0.1:{port}",
-                    workload,
-                    concurrency=args.concurrency,
-                    duration=args.half_duration,
-                    warmup=0,
-                    url=args.database_url,
-                    rate=rate,
-                    monitor=monitor,
-                )
+            half, result = measure(
+                port,
+                workload,
+                args.database_url,
+                monitor,
+                concurrency=args.concurrency,
+                duration=args.half_duration,
+                warmup=0,
+                rate=rate,
             )
-            half = figures_from(result, counts)
-            half.cpu = cpu
-            half.rss_mb = monitor.peak_rss / 2**20
             half.extra["dropped"] = result.dropped
             half.extra["offered_requests_per_s"] = round(rate, 2)
             out["half"] = half
@@ -539,20 +559,15 @@ def run_baseline(args: argparse.Namespace, workload: Workload, rnd: int) -> Figu
     log_path = LOGS / f"baseline-{rnd}.log"
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
     with server_process(command, env, port, log_path) as proc, Monitor(proc.pid, url) as monitor:
-        result, counts, cpu = asyncio.run(
-            drive(
-                f"127.0.0.1:{port}",
-                workload,
-                concurrency=args.concurrency,
-                duration=args.baseline_duration,
-                warmup=min(args.warmup, 2.0),
-                url=url,
-                monitor=monitor,
-            )
+        figures, _ = measure(
+            port,
+            workload,
+            url,
+            monitor,
+            concurrency=args.concurrency,
+            duration=args.baseline_duration,
+            warmup=min(args.warmup, 2.0),
         )
-        figures = figures_from(result, counts)
-        figures.cpu = cpu
-        figures.rss_mb = monitor.peak_rss / 2**20
     report_phase("BASELINE (seed-003 style ORM)", figures)
     return figures
 
@@ -594,20 +609,15 @@ def run_sqlite(args: argparse.Namespace, workload: Workload, rnd: int) -> Figure
             server_process(command, env, port, LOGS / f"sqlite-{rnd}.log") as proc,
             Monitor(proc.pid, url) as monitor,
         ):
-            result, counts, cpu = asyncio.run(
-                drive(
-                    f"127.0.0.1:{port}",
-                    workload,
-                    concurrency=args.concurrency,
-                    duration=args.sqlite_duration,
-                    warmup=min(args.warmup, 2.0),
-                    url=url,
-                    monitor=monitor,
-                )
+            figures, _ = measure(
+                port,
+                workload,
+                url,
+                monitor,
+                concurrency=args.concurrency,
+                duration=args.sqlite_duration,
+                warmup=min(args.warmup, 2.0),
             )
-            figures = figures_from(result, counts)
-            figures.cpu = cpu
-            figures.rss_mb = monitor.peak_rss / 2**20
     report_phase("processor on SQLite", figures)
     return figures
 
