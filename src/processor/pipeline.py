@@ -32,6 +32,11 @@ ROUTERS: dict[Signal, Callable[[Any, RouteContext], Batch]] = {
 }
 
 
+def _decode_and_route(signal: Signal, payload: bytes | Message, ctx: RouteContext) -> Batch:
+    message = decode(signal, payload) if isinstance(payload, bytes) else payload
+    return ROUTERS[signal](message, ctx)
+
+
 @dataclass(frozen=True)
 class Outcome:
     received: int
@@ -55,8 +60,9 @@ class Pipeline:
         self.inflight_requests = 0
         self.inflight_bytes = 0
         self.draining = False
-        # Routing is CPU work; off the event loop, the loop stays free to admit or refuse new
-        # requests at once, so a backlog is refused with RetryInfo instead of queueing unseen.
+        # Decoding and routing are CPU work; off the event loop, the loop stays free to admit
+        # or refuse new requests at once, so a backlog is refused with RetryInfo instead of
+        # queueing unseen, and a hostile payload's repair does not stall the other requests.
         self._routing = ThreadPoolExecutor(1, thread_name_prefix="router")
 
     @contextlib.contextmanager
@@ -84,13 +90,21 @@ class Pipeline:
             telemetry.INFLIGHT_BYTES.set(self.inflight_bytes)
 
     async def export(
-        self, signal: Signal, message: Message, *, project_id: int = 1, receiver: str = "grpc"
+        self,
+        signal: Signal,
+        payload: bytes | Message,
+        *,
+        project_id: int = 1,
+        receiver: str = "grpc",
     ) -> Outcome:
-        """Route and commit one OTLP request; returns only after its rows are committed."""
+        """Decode (when given bytes), route and commit one OTLP request.
+
+        Returns only after the request's rows are committed.
+        """
         started = time.perf_counter()
         ctx = RouteContext(hasher=self.hasher, project_id=project_id)
         loop = asyncio.get_running_loop()
-        batch = await loop.run_in_executor(self._routing, ROUTERS[signal], message, ctx)
+        batch = await loop.run_in_executor(self._routing, _decode_and_route, signal, payload, ctx)
         return await self.commit(signal, batch, receiver=receiver, started=started)
 
     def shutdown(self) -> None:

@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from processor.auth import Authenticator
 from processor.errors import ProcessorError
-from processor.pipeline import Outcome, Pipeline, Signal, decode
+from processor.pipeline import Outcome, Pipeline, Signal
 from processor.receivers.status import retry_info_trailer
 from processor.receivers.status import rpc_status as status_for
 from processor.settings import Settings
@@ -85,9 +85,8 @@ class Servicer(
             try:
                 project_id = self.auth.project_for(dict(context.invocation_metadata() or ()))
                 with self.pipeline.admit(len(data)):
-                    message = decode(signal, data)
                     outcome = await self.pipeline.export(
-                        signal, message, project_id=project_id, receiver="grpc"
+                        signal, data, project_id=project_id, receiver="grpc"
                     )
             except ProcessorError as exc:
                 status = rpc_status.to_status(status_for(exc))

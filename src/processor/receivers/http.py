@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from processor import compat
 from processor.auth import Authenticator
 from processor.errors import InvalidRequest, PayloadTooLarge, ProcessorError
-from processor.pipeline import REQUEST_TYPES, Outcome, Pipeline, Signal, decode
+from processor.pipeline import REQUEST_TYPES, Outcome, Pipeline, Signal
 from processor.receivers.grpc import RESPONSES
 from processor.receivers.status import lookup, retry_after_header, rpc_status
 from processor.settings import Settings
@@ -198,11 +198,9 @@ class HttpReceiver:
                 project_id = self.auth.project_for(_headers(request))
                 body = await self.body(request)
                 with self.pipeline.admit(len(body)):
-                    message = (
-                        parse_json(signal, body) if content_type == JSON else decode(signal, body)
-                    )
+                    payload = parse_json(signal, body) if content_type == JSON else body
                     outcome: Outcome = await self.pipeline.export(
-                        signal, message, project_id=project_id, receiver="http"
+                        signal, payload, project_id=project_id, receiver="http"
                     )
             except ProcessorError as exc:
                 return self._failure(exc, content_type)
