@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
+import os
 import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from processor import logs
 from processor.privacy import make_hasher
 from processor.settings import Settings, SettingsError, redact_url
+
+# serve's overriding flags, passed on to the other worker processes.
+SERVE_FLAGS = {
+    "database_url": "--database-url",
+    "bind_address": "--bind",
+    "port": "--port",
+    "http_port": "--http-port",
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="OTLP gRPC port (overrides PORT)")
     serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (overrides HTTP_PORT)")
     serve.add_argument("--workers", type=int, help="processes sharing the ports (SO_REUSEPORT)")
+    # Set by `serve --workers N` for the processes it starts: written to once listening.
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     migrate.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
@@ -74,7 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         if not args.no_migrate and migrate(settings) != 0:
             return 1
-        return serve(settings)
+        # Flags the other workers need too; secrets stay in the environment they inherit.
+        passthrough = [
+            f"{flag}={overrides[name]}"
+            for name, flag in SERVE_FLAGS.items()
+            if overrides.get(name) is not None
+        ]
+        return serve(settings, passthrough, ready_fd=args.ready_fd)
     if args.command in ("keys", "forget-user"):
         if migrate(settings, quiet=True) != 0:
             return 1
@@ -161,61 +178,95 @@ def migrate(settings: Settings, *, quiet: bool = False) -> int:
     return 0
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, passthrough: Sequence[str] = (), ready_fd: int | None = None) -> int:
     if settings.workers > 1:
-        return serve_workers(settings)
-    return asyncio.run(run(settings))
+        return serve_workers(settings, passthrough)
+    return asyncio.run(run(settings, ready_fd=ready_fd))
 
 
-async def run(settings: Settings) -> int:
+async def run(
+    settings: Settings,
+    on_signal: Callable[[int], None] | None = None,
+    ready_fd: int | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+) -> int:
     from processor.server import App
 
     app = App(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping(signum: int) -> None:
+        stop.set()
+        if on_signal is not None:
+            on_signal(signum)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping, sig)
+    if stop_requested is not None and stop_requested():
+        stop.set()  # a signal came before the handlers above were in place
     try:
         await app.start()
     except Exception as exc:
         structlog.get_logger("processor.cli").error("start_failed", error=str(exc)[:300])
         await app.shutdown(grace=0)
         return 1
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     await stop.wait()
     await app.shutdown()
     return 0
 
 
-def _worker(settings: Settings) -> None:
-    logs.configure(settings.log_level, settings.log_format)
-    raise SystemExit(asyncio.run(run(settings)))
+def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
+    """N processes on the same ports; the kernel spreads connections (not requests) among them.
 
-
-def serve_workers(settings: Settings) -> int:
-    """N processes on the same ports; the kernel spreads connections (not requests) among them."""
+    This process is worker 0 and starts the others, so no idle supervisor holds memory.
+    """
     if settings.port == 0 or settings.http_port == 0:
         print("telemetry-processor: --workers needs fixed ports", file=sys.stderr)
         return 2
-    ctx = multiprocessing.get_context("spawn")
-    one = settings.replace(workers=1)
-    procs = [
-        ctx.Process(target=_worker, args=(one,), daemon=False) for _ in range(settings.workers)
-    ]
-    for proc in procs:
-        proc.start()
+    command = [sys.executable, "-m", "processor", "serve", "--no-migrate", "--workers", "1"]
+    others: list[subprocess.Popen[bytes]] = []
+    signals: list[int] = []
 
-    def forward(signum: int, _frame: object) -> None:
-        for proc in procs:
-            if proc.is_alive() and proc.pid is not None:
-                import os
+    def forward(signum: int) -> None:
+        for proc in others:
+            if proc.poll() is None:
+                proc.send_signal(signum)
 
-                os.kill(proc.pid, signum)
+    def early(signum: int, _frame: object) -> None:
+        signals.append(signum)
+        forward(signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for proc in procs:
-        proc.join()
-    return max((proc.exitcode or 0) for proc in procs)
+    # Until this process's own loop handles signals, remember them and pass them on.
+    signal.signal(signal.SIGTERM, early)
+    signal.signal(signal.SIGINT, early)
+    pipes = []
+    for _ in range(settings.workers - 1):
+        read, write = os.pipe()
+        others.append(
+            subprocess.Popen([*command, *passthrough, f"--ready-fd={write}"], pass_fds=(write,))
+        )
+        os.close(write)
+        pipes.append(read)
+    # Listen only once the others do, so early connections are not all ours.
+    for read in pipes:
+        with os.fdopen(read, "rb") as ready:
+            ready.read(1)  # b"" when that worker failed to start; its exit code tells
+
+    try:
+        code = asyncio.run(
+            run(
+                settings.replace(workers=1), on_signal=forward, stop_requested=lambda: bool(signals)
+            )
+        )
+    finally:
+        forward(signal.SIGTERM)
+        for proc in others:
+            proc.wait()
+    return max([code, *(proc.returncode or 0 for proc in others)])
 
 
 if __name__ == "__main__":
