@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,30 +135,29 @@ async def closed_loop(
     return result
 
 
-async def open_loop(
-    client: Client, workload: Workload, duration: float, *, rate: float, max_outstanding: int = 512
-) -> LoadResult:
-    """Start ``rate`` requests per second on a fixed schedule for ``duration`` seconds."""
-    result = LoadResult()
-    result.started = time.perf_counter()
+async def on_schedule(
+    one: Callable[[int, float], Coroutine[Any, Any, None]],
+    started: float,
+    rate: float,
+    duration: float,
+    max_outstanding: int,
+) -> int:
+    """Start ``one(index, scheduled)`` ``rate`` times a second from ``started`` for
+    ``duration`` seconds, whatever the answers; wait for all. Returns the slots skipped
+    because ``max_outstanding`` were still unanswered."""
     interval = 1.0 / rate
     outstanding: set[asyncio.Task[None]] = set()
-
-    async def one(index: int, scheduled: float) -> None:
-        signal, data, items = workload.next()
-        if await _export(client, index, signal, data, items, result):
-            result.latencies.append(time.perf_counter() - scheduled)
-
+    skipped = 0
     index = 0
     while True:
-        scheduled = result.started + index * interval
-        if scheduled >= result.started + duration:
+        scheduled = started + index * interval
+        if scheduled >= started + duration:
             break
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         if len(outstanding) >= max_outstanding:
-            result.dropped += 1
+            skipped += 1
         else:
             task = asyncio.create_task(one(index, scheduled))
             outstanding.add(task)
@@ -165,6 +165,22 @@ async def open_loop(
         index += 1
     if outstanding:
         await asyncio.gather(*outstanding)
+    return skipped
+
+
+async def open_loop(
+    client: Client, workload: Workload, duration: float, *, rate: float, max_outstanding: int = 512
+) -> LoadResult:
+    """Start ``rate`` requests per second on a fixed schedule for ``duration`` seconds."""
+    result = LoadResult()
+    result.started = time.perf_counter()
+
+    async def one(index: int, scheduled: float) -> None:
+        signal, data, items = workload.next()
+        if await _export(client, index, signal, data, items, result):
+            result.latencies.append(time.perf_counter() - scheduled)
+
+    result.dropped = await on_schedule(one, result.started, rate, duration, max_outstanding)
     result.finished = time.perf_counter()
     return result
 
@@ -235,8 +251,6 @@ async def overload_loop(
     """
     result = OverloadResult()
     result.started = time.perf_counter()
-    interval = 1.0 / rate
-    outstanding: set[asyncio.Task[None]] = set()
 
     async def one(index: int, scheduled: float) -> None:
         signal, data, items = workload.next()
@@ -264,22 +278,6 @@ async def overload_loop(
             Answer(signal, items, scheduled, sent, time.perf_counter(), code, rejected, retry_info)
         )
 
-    index = 0
-    while True:
-        scheduled = result.started + index * interval
-        if scheduled >= result.started + duration:
-            break
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if len(outstanding) >= max_outstanding:
-            result.not_sent += 1
-        else:
-            task = asyncio.create_task(one(index, scheduled))
-            outstanding.add(task)
-            task.add_done_callback(outstanding.discard)
-        index += 1
-    if outstanding:
-        await asyncio.gather(*outstanding)
+    result.not_sent = await on_schedule(one, result.started, rate, duration, max_outstanding)
     result.finished = max((a.answered for a in result.answers), default=time.perf_counter())
     return result
