@@ -2,7 +2,7 @@
 
 The way seed 003 wrote rows: a synchronous gRPC server on a thread pool; per request, open a
 SQLAlchemy ORM session, turn each span into an ORM object (``session.add``) and commit once
-per request. Same tables (``processor.models``), same hashing of identifiers; none of the
+per request. Same tables (``processor.storage.schema``), same hashing of identifiers; none of the
 product's group commit, COPY or idempotent ids (ids are ``uuid4``).
 
 Run: ``python -m bench.baseline --port 4317 --database-url postgresql+psycopg://…``
@@ -26,7 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from processor.models import EndpointUsage, FeatureUsage, Log
+from processor.storage.schema import EndpointUsage, FeatureUsage, Log
 
 SEVERITY = ((21, "fatal"), (17, "error"), (13, "warning"), (9, "info"), (5, "debug"), (1, "trace"))
 

@@ -16,10 +16,10 @@ import psutil
 import psycopg
 
 from bench.workload import Workload
-from processor.pipeline import Signal, decode
-from processor.privacy import make_hasher
-from processor.router import RouteContext, route_logs, route_traces
-from processor.writer import COLUMNS
+from processor.ingest.pipeline import Signal, decode
+from processor.mapping import RouteContext, route_logs, route_traces
+from processor.mapping.privacy import make_hasher
+from processor.storage.writer import COLUMNS
 
 Rows = dict[str, list[tuple]]
 

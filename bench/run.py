@@ -46,7 +46,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import limit, loadgen
 from bench.workload import ITEMS_PER_REQUEST, LOG_TABLES, SPAN_TABLES, Workload
-from processor.rows import TABLES
+from processor.mapping.rows import TABLES
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"  # profiles (--profile)

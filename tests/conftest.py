@@ -25,10 +25,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from processor.migrate import upgrade
-from processor.rows import TABLES
+from processor.mapping.rows import TABLES
 from processor.server import App
 from processor.settings import Settings
+from processor.storage.migrate import upgrade
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from processor import logs
-from processor.privacy import make_hasher
+from processor.mapping.privacy import make_hasher
+from processor.ops import service_log
 from processor.settings import Settings, SettingsError, redact_url
 
 # serve's overriding flags, passed on to the other worker processes.
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"telemetry-processor: configuration error: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, settings.log_format)
+    service_log.configure(settings.log_level, settings.log_format)
 
     if args.command == "hash-id":
         print(make_hasher(settings.user_id_hash_key)(args.value))
@@ -102,13 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def manage_keys(settings: Settings, args: argparse.Namespace) -> int:
-    from processor import keys
-    from processor.writer import create_db_engine
+    from processor.storage import admin
+    from processor.storage.writer import create_db_engine
 
     engine = create_db_engine(settings.sqlalchemy_url)
     try:
         if args.keys_command == "create":
-            key, project_id = keys.create_key(engine, args.project)
+            key, project_id = admin.create_key(engine, args.project)
             print(key)
             print(
                 f"# project {args.project!r} (id {project_id}); store this key now, "
@@ -119,13 +119,13 @@ def manage_keys(settings: Settings, args: argparse.Namespace) -> int:
             print(
                 f"{'id':>4}  {'prefix':<12} {'project':<20} {'created':<25} {'last used':<25} revoked"
             )
-            for k in keys.list_keys(engine):
+            for k in admin.list_keys(engine):
                 print(
                     f"{k.id:>4}  {k.prefix:<12} {k.project:<20} {_when(k.created_at):<25} "
                     f"{_when(k.last_used_at):<25} {_when(k.revoked_at)}"
                 )
         elif args.keys_command == "revoke":
-            count = keys.revoke_key(engine, args.key)
+            count = admin.revoke_key(engine, args.key)
             print(f"revoked {count} key(s)")
             return 0 if count else 1
     finally:
@@ -138,19 +138,19 @@ def _when(value: object) -> str:
 
 
 def forget_user(settings: Settings, args: argparse.Namespace) -> int:
-    from processor import keys
-    from processor.writer import create_db_engine
+    from processor.storage import admin
+    from processor.storage.writer import create_db_engine
 
     engine = create_db_engine(settings.sqlalchemy_url)
     try:
         project = None
         if args.project:
-            project = keys.project_id(engine, args.project)
+            project = admin.project_id(engine, args.project)
             if project is None:
                 print(f"telemetry-processor: no project named {args.project!r}", file=sys.stderr)
                 return 1
         user_hash = make_hasher(settings.user_id_hash_key)(args.user_id)
-        removed = keys.forget_user(engine, user_hash, project)
+        removed = admin.forget_user(engine, user_hash, project)
     finally:
         engine.dispose()
     for table, count in removed.items():
@@ -160,9 +160,9 @@ def forget_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def migrate(settings: Settings, *, quiet: bool = False) -> int:
-    from processor.migrate import upgrade
+    from processor.storage.migrate import upgrade
 
-    log = structlog.get_logger("processor.cli")
+    log = structlog.get_logger(__name__)
     try:
         upgrade(settings.sqlalchemy_url)
     except Exception as exc:
@@ -208,7 +208,7 @@ async def run(
     try:
         await app.start()
     except Exception as exc:
-        structlog.get_logger("processor.cli").error("start_failed", error=str(exc)[:300])
+        structlog.get_logger(__name__).error("start_failed", error=str(exc)[:300])
         await app.shutdown(grace=0)
         return 1
     if ready_fd is not None:

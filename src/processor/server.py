@@ -8,17 +8,18 @@ import ipaddress
 
 import structlog
 
-from processor import keys, telemetry
-from processor.auth import KeyGate
-from processor.pipeline import Pipeline
-from processor.privacy import make_hasher
-from processor.ratelimit import RateLimiter
-from processor.receivers.grpc import GrpcReceiver
-from processor.receivers.http import HttpReceiver
+from processor.ingest.auth import KeyGate
+from processor.ingest.grpc import GrpcReceiver
+from processor.ingest.http import HttpReceiver
+from processor.ingest.pipeline import Pipeline
+from processor.ingest.ratelimit import RateLimiter
+from processor.mapping.privacy import make_hasher
+from processor.ops import self_metrics
 from processor.settings import Settings, redact_url
-from processor.writer import SqlWriter, create_db_engine
+from processor.storage import admin
+from processor.storage.writer import SqlWriter, create_db_engine
 
-log = structlog.get_logger("processor.server")
+log = structlog.get_logger(__name__)
 
 
 class App:
@@ -78,7 +79,7 @@ class App:
         if up != self.database_up:
             log.info("database_up" if up else "database_down")
         self.database_up = up
-        telemetry.DATABASE_UP.set(1 if up else 0)
+        self_metrics.DATABASE_UP.set(1 if up else 0)
         if not self._stopped:
             await self.grpc.set_serving(up)
 
@@ -86,10 +87,10 @@ class App:
         """Reload API keys from the database (rotation without restart); record last use."""
         loop = asyncio.get_running_loop()
         try:
-            stored = await loop.run_in_executor(None, keys.active_keys, self.engine)
+            stored = await loop.run_in_executor(None, admin.active_keys, self.engine)
             used = self.auth.take_used()
             if used:
-                await loop.run_in_executor(None, keys.touch_keys, self.engine, used)
+                await loop.run_in_executor(None, admin.touch_keys, self.engine, used)
         except Exception as exc:
             if not self.auth.loaded:
                 log.warning("api_keys_not_loaded", error=type(exc).__name__)

@@ -8,7 +8,7 @@ import gzip
 import orjson
 import requests
 
-from processor.privacy import make_hasher
+from processor.mapping.privacy import make_hasher
 
 hash_id = make_hasher()
 

@@ -6,7 +6,7 @@ import flask
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-from processor.privacy import make_hasher
+from processor.mapping.privacy import make_hasher
 from tests.integration.sdk import grpc_tracer_provider
 
 hash_id = make_hasher()

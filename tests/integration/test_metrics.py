@@ -13,7 +13,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
-from processor.privacy import make_hasher
+from processor.mapping.privacy import make_hasher
 from tests.integration.sdk import resource
 
 hash_id = make_hasher()

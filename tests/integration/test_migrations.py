@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
 
-from processor.migrate import alembic_config
-from processor.rows import TABLES
+from processor.mapping.rows import TABLES
+from processor.storage.migrate import alembic_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

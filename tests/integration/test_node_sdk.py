@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.privacy import make_hasher
+from processor.mapping.privacy import make_hasher
 
 pytestmark = pytest.mark.node
 

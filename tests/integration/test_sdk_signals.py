@@ -7,7 +7,7 @@ import time
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from processor.privacy import make_hasher
+from processor.mapping.privacy import make_hasher
 from tests.integration.sdk import grpc_tracer_provider, otel_logger
 
 hash_id = make_hasher()

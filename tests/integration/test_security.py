@@ -24,10 +24,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from processor import cli, keys
-from processor.auth import key_digest
-from processor.privacy import make_hasher
-from processor.writer import create_db_engine
+from processor import cli
+from processor.ingest.auth import key_digest
+from processor.mapping.privacy import make_hasher
+from processor.storage import admin
+from processor.storage.writer import create_db_engine
 from tests.integration.sdk import resource
 
 hash_id = make_hasher()
@@ -125,8 +126,8 @@ def test_header_and_bearer_keys_are_accepted_by_real_exporters(make_server, db):
 
 def test_projects_stay_apart_and_clients_cannot_choose_theirs(make_server, db, database_url):
     engine = create_db_engine(db.engine.url.render_as_string(hide_password=False))
-    mobile_key, mobile_id = keys.create_key(engine, "mobile")
-    web_key, web_id = keys.create_key(engine, "web")
+    mobile_key, mobile_id = admin.create_key(engine, "mobile")
+    web_key, web_id = admin.create_key(engine, "web")
     engine.dispose()
     server = make_server()
     assert mobile_id != web_id and 1 not in (mobile_id, web_id)
@@ -145,10 +146,10 @@ def test_projects_stay_apart_and_clients_cannot_choose_theirs(make_server, db, d
 
 def test_keys_rotate_without_restart(make_server, db):
     engine = create_db_engine(db.engine.url.render_as_string(hide_password=False))
-    old_key, _ = keys.create_key(engine, "rotating")
+    old_key, _ = admin.create_key(engine, "rotating")
     server = make_server()
     grpc_export(server.grpc_endpoint, request_with_span(span_byte=1), (("x-api-key", old_key),))
-    new_key, _ = keys.create_key(engine, "rotating")
+    new_key, _ = admin.create_key(engine, "rotating")
 
     def accepted(key: str, span_byte: int) -> bool:
         try:
@@ -162,18 +163,18 @@ def test_keys_rotate_without_restart(make_server, db):
 
     wait_for(lambda: accepted(new_key, 2))
     assert accepted(old_key, 3)  # both valid during the rotation
-    prefix = next(k.prefix for k in keys.list_keys(engine) if old_key.startswith(k.prefix))
-    assert keys.revoke_key(engine, prefix) == 1
+    prefix = next(k.prefix for k in admin.list_keys(engine) if old_key.startswith(k.prefix))
+    assert admin.revoke_key(engine, prefix) == 1
     wait_for(lambda: not accepted(old_key, 3))  # span 3 is stored already: probing adds nothing
     assert accepted(new_key, 5)
-    new_prefix = next(k.prefix for k in keys.list_keys(engine) if new_key.startswith(k.prefix))
+    new_prefix = next(k.prefix for k in admin.list_keys(engine) if new_key.startswith(k.prefix))
     wait_for(
         lambda: (
-            next(k for k in keys.list_keys(engine) if k.prefix == new_prefix).last_used_at
+            next(k for k in admin.list_keys(engine) if k.prefix == new_prefix).last_used_at
             is not None
         )
     )
-    listed = {k.prefix: k for k in keys.list_keys(engine)}
+    listed = {k.prefix: k for k in admin.list_keys(engine)}
     engine.dispose()
     assert listed[prefix].revoked_at is not None
     assert listed[new_prefix].revoked_at is None
@@ -456,7 +457,7 @@ def test_keys_cli_prints_the_key_once_and_stores_only_its_hash(db, database_url,
         cli.main(["keys", "create", "--project", "cli-proj", "--database-url", database_url]) == 0
     )
     key = capsys.readouterr().out.strip()
-    assert key.startswith(keys.KEY_PREFIX)
+    assert key.startswith(admin.KEY_PREFIX)
     assert key not in db.dump()
     stored = db.rows("api_keys")
     assert len(stored) == 1 and stored[0]["key_hash"] == key_digest(key)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from processor.privacy import Hasher, make_hasher
-from processor.router import RouteContext
+from processor.mapping import RouteContext
+from processor.mapping.privacy import Hasher, make_hasher
 
 NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 

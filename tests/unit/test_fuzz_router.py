@@ -26,13 +26,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from processor.errors import InvalidRequest
-from processor.migrate import upgrade
-from processor.pipeline import Signal, decode
-from processor.privacy import make_hasher
-from processor.router import RouteContext, route_logs, route_metrics, route_traces
-from processor.rows import ROW_TYPES, Batch
+from processor.ingest.pipeline import Signal, decode
+from processor.mapping import RouteContext, route_logs, route_metrics, route_traces
+from processor.mapping.privacy import make_hasher
+from processor.mapping.rows import ROW_TYPES, Batch
 from processor.settings import Settings
-from processor.writer import Dialect, PostgresDialect, SqliteDialect
+from processor.storage.migrate import upgrade
+from processor.storage.writer import Dialect, PostgresDialect, SqliteDialect
 
 FUZZ = settings(
     max_examples=150,

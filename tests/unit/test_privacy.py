@@ -12,9 +12,9 @@ import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Gauge, Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from processor.privacy import Hasher, make_hasher, scrub_mapping, scrub_text, scrub_value
-from processor.router import RouteContext, route_logs, route_metrics, route_traces
-from processor.rows import Batch
+from processor.mapping import RouteContext, route_logs, route_metrics, route_traces
+from processor.mapping.privacy import Hasher, make_hasher, scrub_mapping, scrub_text, scrub_value
+from processor.mapping.rows import Batch
 from tests.unit.otlp import (
     SERVER,
     SPAN_ID,

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from processor import router
-from processor.privacy import make_hasher, scrub_mapping
+from processor.mapping import identity, values
+from processor.mapping.privacy import make_hasher, scrub_mapping
 
 KEYS = st.sampled_from(
     [
@@ -48,24 +48,26 @@ VALUE = st.recursive(
 def test_scrubbed_attributes_is_scrub_mapping(batches: list[dict[str, Any]]) -> None:
     hasher = make_hasher()
     for attrs in batches * 2:  # the second pass is served from the memo
-        assert router.scrubbed_attributes(attrs, hasher) == scrub_mapping(attrs, hasher)
-        assert list(router.scrubbed_attributes(attrs, hasher)) == list(scrub_mapping(attrs, hasher))
+        assert identity.scrubbed_attributes(attrs, hasher) == scrub_mapping(attrs, hasher)
+        assert list(identity.scrubbed_attributes(attrs, hasher)) == list(
+            scrub_mapping(attrs, hasher)
+        )
 
 
 def test_scrubbed_attributes_keeps_true_and_one_apart() -> None:
     hasher = make_hasher()
-    assert router.scrubbed_attributes({"n": 1}, hasher) == {"n": 1}
-    out = router.scrubbed_attributes({"n": True}, hasher)
+    assert identity.scrubbed_attributes({"n": 1}, hasher) == {"n": 1}
+    out = identity.scrubbed_attributes({"n": True}, hasher)
     assert out == {"n": True} and out["n"] is True
 
 
 def _slow_attributes(kvs: list[KeyValue]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in kvs:
-        if len(out) >= router.MAX_ATTRIBUTES:
+        if len(out) >= values.MAX_ATTRIBUTES:
             out["_truncated"] = True
             break
-        out[router.clean(kv.key, 255)] = router.any_value(kv.value, 0)
+        out[values.clean(kv.key, 255)] = values.any_value(kv.value, 0)
     return out
 
 
@@ -95,7 +97,7 @@ def _kv(key: str, value: Any) -> KeyValue:
 )
 def test_attributes_fast_path_is_the_plain_loop(pairs: list[tuple[str, Any]]) -> None:
     kvs = [_kv(k, v) for k, v in pairs]
-    fast = router.attributes(kvs)
+    fast = values.attributes(kvs)
     slow = _slow_attributes(kvs)
     assert list(fast) == list(slow)
     for key in slow:
@@ -104,6 +106,6 @@ def test_attributes_fast_path_is_the_plain_loop(pairs: list[tuple[str, Any]]) ->
 
 
 def test_attributes_over_the_bound_is_truncated() -> None:
-    kvs = [_kv(f"k{i}", i) for i in range(router.MAX_ATTRIBUTES + 5)]
-    assert router.attributes(kvs) == _slow_attributes(kvs)
-    assert router.attributes(iter(kvs)) == _slow_attributes(kvs)
+    kvs = [_kv(f"k{i}", i) for i in range(values.MAX_ATTRIBUTES + 5)]
+    assert values.attributes(kvs) == _slow_attributes(kvs)
+    assert values.attributes(iter(kvs)) == _slow_attributes(kvs)

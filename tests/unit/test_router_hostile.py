@@ -10,9 +10,10 @@ import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Gauge, Metric
 
-from processor.router import MAX_ATTRIBUTES, MAX_TEXT, RouteContext, route_logs, route_traces
-from processor.router import route_metrics as route_metrics_
-from processor.rows import JSON_COLUMNS, LENGTHS, Batch
+from processor.mapping import RouteContext, route_logs, route_traces
+from processor.mapping import route_metrics as route_metrics_
+from processor.mapping.rows import JSON_COLUMNS, LENGTHS, Batch
+from processor.mapping.values import MAX_ATTRIBUTES, MAX_TEXT
 from tests.unit.otlp import (
     SERVER,
     event,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from processor.privacy import Hasher
-from processor.router import RouteContext, route_logs
-from processor.rows import Batch
+from processor.mapping import RouteContext, route_logs
+from processor.mapping.privacy import Hasher
+from processor.mapping.rows import Batch
 from tests.unit.otlp import (
     MS,
     SPAN_ID,

@@ -20,9 +20,9 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     SummaryDataPoint,
 )
 
-from processor.privacy import Hasher
-from processor.router import RouteContext, route_metrics
-from processor.rows import Batch
+from processor.mapping import RouteContext, route_metrics
+from processor.mapping.privacy import Hasher
+from processor.mapping.rows import Batch
 from tests.unit.otlp import T0, T0_DATETIME, metrics, number_point, one
 
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from processor.privacy import Hasher
-from processor.router import RouteContext, route_traces
-from processor.rows import Batch
+from processor.mapping import RouteContext, route_traces
+from processor.mapping.privacy import Hasher
+from processor.mapping.rows import Batch
 from tests.unit.otlp import (
     CLIENT,
     INTERNAL,

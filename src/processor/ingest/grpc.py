@@ -18,14 +18,14 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
-from processor.auth import Authenticator
 from processor.errors import ProcessorError
-from processor.pipeline import Outcome, Pipeline, Signal
-from processor.receivers.status import retry_info_trailer
-from processor.receivers.status import rpc_status as status_for
+from processor.ingest.auth import Authenticator
+from processor.ingest.pipeline import Outcome, Pipeline, Signal
+from processor.ingest.status import retry_info_trailer
+from processor.ingest.status import rpc_status as status_for
 from processor.settings import Settings
 
-log = structlog.get_logger("processor.receivers.grpc")
+log = structlog.get_logger(__name__)
 
 SERVICES = {
     Signal.TRACES: trace_pb.DESCRIPTOR.services_by_name["TraceService"].full_name,

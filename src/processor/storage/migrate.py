@@ -9,9 +9,9 @@ from alembic.config import Config
 
 
 def alembic_config(url: str) -> Config:
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     # Installed wheels carry the scripts inside the package; a checkout has them at the top.
-    for root in (here, here.parent.parent):
+    for root in (package, package.parent.parent):
         ini = root / "alembic.ini"
         if ini.is_file() and (root / "alembic").is_dir():
             config = Config(str(ini))

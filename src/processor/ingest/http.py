@@ -19,15 +19,15 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from processor import compat
-from processor.auth import Authenticator
 from processor.errors import InvalidRequest, PayloadTooLarge, ProcessorError
-from processor.pipeline import REQUEST_TYPES, Outcome, Pipeline, Signal
-from processor.receivers.grpc import RESPONSES
-from processor.receivers.status import lookup, retry_after_header, rpc_status
+from processor.ingest.auth import Authenticator
+from processor.ingest.grpc import RESPONSES
+from processor.ingest.pipeline import REQUEST_TYPES, Outcome, Pipeline, Signal
+from processor.ingest.status import lookup, retry_after_header, rpc_status
+from processor.mapping import json_apis
 from processor.settings import Settings
 
-log = structlog.get_logger("processor.receivers.http")
+log = structlog.get_logger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -106,9 +106,9 @@ class HttpReceiver:
         app.router.add_post("/v1/traces", self._otlp(Signal.TRACES))
         app.router.add_post("/v1/logs", self._otlp(Signal.LOGS))
         app.router.add_post("/v1/metrics", self._otlp(Signal.METRICS))
-        app.router.add_post("/api/v1/logs", self._compat(compat.telling_logger_logs, "logs"))
-        app.router.add_post("/api/v1/ingest", self._compat(compat.ingest_one, "ingest"))
-        app.router.add_post("/api/v1/batch-ingest", self._compat(compat.ingest_batch, "ingest"))
+        app.router.add_post("/api/v1/logs", self._compat(json_apis.telling_logger_logs, "logs"))
+        app.router.add_post("/api/v1/ingest", self._compat(json_apis.ingest_one, "ingest"))
+        app.router.add_post("/api/v1/batch-ingest", self._compat(json_apis.ingest_batch, "ingest"))
         app.router.add_get("/health", self._health)
         app.router.add_get("/liveness", self._liveness)
         app.router.add_get("/readiness", self._readiness)
@@ -209,7 +209,7 @@ class HttpReceiver:
         return handle
 
     def _compat(
-        self, mapper: compat.Mapper, name: str
+        self, mapper: json_apis.Mapper, name: str
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
@@ -222,14 +222,14 @@ class HttpReceiver:
                         raise InvalidRequest(f"malformed JSON: {exc}") from exc
                     batch, reply = mapper(
                         document,
-                        compat.Context(
+                        json_apis.Context(
                             hasher=self.pipeline.hasher,
                             project_id=project_id,
                             max_batch_size=self.settings.max_batch_size,
                         ),
                     )
                     outcome = await self.pipeline.commit(name, batch, receiver="http")
-            except compat.FieldError as exc:
+            except json_apis.FieldError as exc:
                 return web.json_response(
                     {"success": False, "error": str(exc), "field": exc.field}, status=400
                 )

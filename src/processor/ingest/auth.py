@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from processor.errors import StorageUnavailable, Unauthenticated
-from processor.ratelimit import RateLimiter
+from processor.ingest.ratelimit import RateLimiter
 
 DEFAULT_PROJECT = 1
 

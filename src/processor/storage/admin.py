@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from processor.auth import key_digest
-from processor.models import MODELS, ApiKey, Project
+from processor.ingest.auth import key_digest
+from processor.storage.schema import MODELS, ApiKey, Project
 
 KEY_PREFIX = "tpk_"
 

@@ -23,11 +23,11 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from processor import telemetry
 from processor.errors import StorageUnavailable
-from processor.rows import ROW_TYPES, Batch
+from processor.mapping.rows import ROW_TYPES, Batch
+from processor.ops import self_metrics
 
-log = structlog.get_logger("processor.writer")
+log = structlog.get_logger(__name__)
 
 COLUMNS = {table: row_type._fields for table, row_type in ROW_TYPES.items()}  # type: ignore[attr-defined]
 UPSERT_KEY = {"user_properties": ("project_id", "user_id", "property_key")}
@@ -353,7 +353,7 @@ class SqlWriter:
                     if not pending.future.done():
                         pending.future.set_exception(StorageUnavailable(f"write failed: {exc}"))
                 continue
-            telemetry.COMMIT_SECONDS.observe(time.perf_counter() - started)
+            self_metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             for pending, result in zip(group, results, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(result)
@@ -383,7 +383,7 @@ class SqlWriter:
             # Some row is unacceptable; find it without costing the other requests.
             return [self._commit_alone(p.batch) for p in group]
         for table, rows in merged.items():
-            telemetry.ROWS_WRITTEN.labels(table).inc(len(rows))
+            self_metrics.ROWS_WRITTEN.labels(table).inc(len(rows))
         return [WriteResult() for _ in group]
 
     def _transaction(self, tables: dict[str, list[tuple]]) -> None:
@@ -412,7 +412,7 @@ class SqlWriter:
             pass
         else:
             for table, rows in tables.items():
-                telemetry.ROWS_WRITTEN.labels(table).inc(len(rows))
+                self_metrics.ROWS_WRITTEN.labels(table).inc(len(rows))
             return WriteResult()
         # Row by row, so one unstorable record does not cost the rest of its request.
         result = WriteResult()
@@ -420,7 +420,7 @@ class SqlWriter:
             for row in rows:
                 try:
                     self._transaction({table: [row]})
-                    telemetry.ROWS_WRITTEN.labels(table).inc()
+                    self_metrics.ROWS_WRITTEN.labels(table).inc()
                 except DataRejected as exc:
                     result.rejected += 1
                     result.error = result.error or f"{table}: {exc}"[:300]

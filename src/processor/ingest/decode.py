@@ -22,7 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from processor.errors import InvalidRequest
 
-log = structlog.get_logger("processor.decode")
+log = structlog.get_logger(__name__)
 
 
 class Signal(StrEnum):

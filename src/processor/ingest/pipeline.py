@@ -13,17 +13,17 @@ from typing import Any
 import structlog
 from google.protobuf.message import Message
 
-from processor import telemetry
-from processor.decode import REQUEST_TYPES, Signal, decode
 from processor.errors import Overloaded, StorageUnavailable
-from processor.privacy import Hasher
-from processor.router import RouteContext, route_logs, route_metrics, route_traces
-from processor.rows import Batch
-from processor.writer import Writer
+from processor.ingest.decode import REQUEST_TYPES, Signal, decode
+from processor.mapping import RouteContext, route_logs, route_metrics, route_traces
+from processor.mapping.privacy import Hasher
+from processor.mapping.rows import Batch
+from processor.ops import self_metrics
+from processor.storage.writer import Writer
 
 __all__ = ["REQUEST_TYPES", "Outcome", "Pipeline", "Signal", "decode"]
 
-log = structlog.get_logger("processor.pipeline")
+log = structlog.get_logger(__name__)
 
 ROUTERS: dict[Signal, Callable[[Any, RouteContext], Batch]] = {
     Signal.TRACES: route_traces,
@@ -79,15 +79,15 @@ class Pipeline:
             raise Overloaded("too much work in flight", retry_after=1.0)
         self.inflight_requests += 1
         self.inflight_bytes += nbytes
-        telemetry.INFLIGHT_REQUESTS.set(self.inflight_requests)
-        telemetry.INFLIGHT_BYTES.set(self.inflight_bytes)
+        self_metrics.INFLIGHT_REQUESTS.set(self.inflight_requests)
+        self_metrics.INFLIGHT_BYTES.set(self.inflight_bytes)
         try:
             yield
         finally:
             self.inflight_requests -= 1
             self.inflight_bytes -= nbytes
-            telemetry.INFLIGHT_REQUESTS.set(self.inflight_requests)
-            telemetry.INFLIGHT_BYTES.set(self.inflight_bytes)
+            self_metrics.INFLIGHT_REQUESTS.set(self.inflight_requests)
+            self_metrics.INFLIGHT_BYTES.set(self.inflight_bytes)
 
     async def export(
         self,
@@ -124,16 +124,16 @@ class Pipeline:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            telemetry.REQUESTS.labels(signal, receiver, outcome_label).inc()
-            telemetry.EXPORT_SECONDS.labels(signal, receiver).observe(elapsed)
+            self_metrics.REQUESTS.labels(signal, receiver, outcome_label).inc()
+            self_metrics.EXPORT_SECONDS.labels(signal, receiver).observe(elapsed)
         # The database refuses rows, and one record can make several rows: never report
         # more rejected than received.
         rejected = min(batch.rejected + result.rejected, batch.received)
         message = "; ".join(m for m in (batch.error_message, result.error) if m)
-        telemetry.ITEMS_RECEIVED.labels(signal, receiver).inc(batch.received)
-        telemetry.ITEMS_ACCEPTED.labels(signal, receiver).inc(max(batch.received - rejected, 0))
+        self_metrics.ITEMS_RECEIVED.labels(signal, receiver).inc(batch.received)
+        self_metrics.ITEMS_ACCEPTED.labels(signal, receiver).inc(max(batch.received - rejected, 0))
         if rejected:
-            telemetry.ITEMS_REJECTED.labels(signal, receiver).inc(rejected)
+            self_metrics.ITEMS_REJECTED.labels(signal, receiver).inc(rejected)
         log.info(
             "export",
             signal=str(signal),

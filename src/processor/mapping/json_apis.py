@@ -11,28 +11,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from processor.privacy import Hasher, scrub_mapping, scrub_text
-from processor.router import (
-    ACTIVITY_EVENTS,
-    LOG_TYPES,
-    MAX_TEXT,
-    PERFORMANCE_LOG_ATTRIBUTES,
-    USER_PROPERTY_MAP,
-    RouteContext,
-    clean,
-    dumps,
-    row_id,
-    text,
-    to_float,
-    user_property_rows,
-)
-from processor.rows import (
+from processor.mapping.identity import USER_PROPERTY_MAP, RouteContext, user_property_rows
+from processor.mapping.privacy import Hasher, scrub_mapping, scrub_text
+from processor.mapping.records import ACTIVITY_EVENTS, LOG_TYPES, PERFORMANCE_LOG_ATTRIBUTES
+from processor.mapping.rows import (
     Batch,
     FeatureUsageRow,
     LogRow,
     PerformanceMetricRow,
     UserActivityRow,
 )
+from processor.mapping.values import MAX_TEXT, clean, dumps, row_id, text, to_float
 
 LEVELS = ("trace", "debug", "info", "warning", "error", "fatal")
 EVENT_TYPES = ("behavioral", "telemetry", "observability", "error", "performance")

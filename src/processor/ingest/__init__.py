@@ -1,0 +1,1 @@
+"""Ingest stage: receivers (gRPC, HTTP), decoding, admission, auth and the pipeline."""

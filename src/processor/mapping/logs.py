@@ -1,0 +1,168 @@
+"""Logs: OTLP log records to rows (SPEC §6). Pure; no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from processor.mapping.identity import (
+    Identity,
+    RouteContext,
+    has_user_properties,
+    identity,
+    identity_over,
+    scrubbed_attributes,
+    user_property_rows,
+)
+from processor.mapping.privacy import scrub_text, scrub_value
+from processor.mapping.records import (
+    ACTIVITY_EVENTS,
+    LOG_TYPES,
+    PERFORMANCE_LOG_ATTRIBUTES,
+    Origin,
+    activity_row,
+    device_of,
+    feature_row,
+    metric_row,
+)
+from processor.mapping.rows import Batch, LogRow
+from processor.mapping.values import (
+    MAX_TEXT,
+    SPAN_ID_BYTES,
+    TRACE_ID_BYTES,
+    any_value,
+    attributes,
+    clean,
+    dumps,
+    level_of,
+    long_text,
+    row_id,
+    timestamp,
+    to_float,
+)
+
+
+def route_logs(request: ExportLogsServiceRequest, ctx: RouteContext) -> Batch:
+    batch = Batch()
+    for resource_logs in request.resource_logs:
+        resource = attributes(resource_logs.resource.attributes)
+        resource_key = hashlib.blake2b(
+            resource_logs.resource.SerializeToString(deterministic=True), digest_size=16
+        ).hexdigest()
+        base = identity(ctx.hasher, resource)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                batch.received += 1
+                problem = _log_problem(record)
+                if problem:
+                    batch.reject(problem)
+                    continue
+                _route_log(record, resource, resource_key, ctx, batch, base)
+    return batch
+
+
+def _log_problem(record: Any) -> str | None:
+    if len(record.trace_id) not in (0, TRACE_ID_BYTES):
+        return f"log record: trace_id must be empty or {TRACE_ID_BYTES} bytes"
+    if len(record.span_id) not in (0, SPAN_ID_BYTES):
+        return f"log record: span_id must be empty or {SPAN_ID_BYTES} bytes"
+    if record.time_unix_nano == 0 and record.observed_time_unix_nano == 0:
+        return "log record: neither time_unix_nano nor observed_time_unix_nano is set"
+    return None
+
+
+def _route_log(
+    record: Any,
+    resource: dict[str, Any],
+    resource_key: str,
+    ctx: RouteContext,
+    batch: Batch,
+    base: Identity | None = None,
+) -> None:
+    """``base`` is ``identity(ctx.hasher, resource)``, computed once per resource."""
+    rows = batch.rows
+    pid = ctx.project_id
+    attrs = attributes(record.attributes)
+    if base is None:
+        base = identity(ctx.hasher, resource)
+    who = identity_over(ctx.hasher, attrs, base)
+    trace_id = record.trace_id.hex() or None
+    span_id = record.span_id.hex() or None
+    when = timestamp(record.time_unix_nano or record.observed_time_unix_nano)
+    observed = timestamp(record.observed_time_unix_nano) if record.observed_time_unix_nano else None
+    key = hashlib.blake2b(record.SerializeToString(deterministic=True), digest_size=16).hexdigest()
+    event_name = clean(record.event_name or str(attrs.get("event.name") or ""), 255)
+
+    body = any_value(record.body, limit=MAX_TEXT) if record.HasField("body") else None
+    if not isinstance(body, str):  # a structured body may hold identity keys (user.id, …)
+        body = "" if body is None else dumps(scrub_value(body, ctx.hasher))
+    shown_name = scrub_text(event_name, ctx.hasher)
+    message = clean(scrub_text(body, ctx.hasher), MAX_TEXT) or shown_name
+    log_type = str(attrs.get("log.type") or "").lower()
+    if log_type not in LOG_TYPES:
+        log_type = (
+            ("custom" if log_type else "")
+            or ("exception" if "exception.type" in attrs else "")
+            or ("event" if event_name else "general")
+        )
+    stack = long_text(record.attributes, "exception.stacktrace", attrs.get("exception.stacktrace"))
+    scrubbed = scrubbed_attributes(attrs, ctx.hasher)
+    if event_name:
+        scrubbed["event.name"] = shown_name
+    if record.severity_text:
+        scrubbed["severity_text"] = clean(record.severity_text, 64)
+    metadata = dumps(scrubbed)
+    device = device_of(attrs, resource)
+
+    rows["logs"].append(
+        LogRow(
+            row_id(pid, "logs", resource_key, key),
+            pid,
+            when,
+            trace_id,
+            span_id,
+            level_of(record.severity_number, record.severity_text),
+            record.severity_number or None,
+            log_type,
+            message,
+            clean(scrub_text(str(stack), ctx.hasher), MAX_TEXT) if stack is not None else None,
+            who.user_id,
+            who.session_id,
+            who.service_name,
+            *device,
+            metadata,
+            observed,
+        )
+    )
+
+    o = Origin((resource_key, key), when, trace_id, span_id)
+    if attrs.get("feature.name") is not None:
+        duration_ms = to_float(attrs.get("feature.duration_ms"))
+        rows["feature_usage"].append(feature_row(ctx, o, attrs, who, duration_ms, metadata))
+
+    activity = ACTIVITY_EVENTS.get(event_name)
+    if activity is not None:
+        rows["user_activity"].append(activity_row(ctx, o, activity, who, metadata))
+
+    metrics: list[tuple[str, float | None, Any]] = []
+    named = attrs.get("performance.metric")
+    if named is not None:
+        metrics.append(
+            (str(named), to_float(attrs.get("performance.value")), attrs.get("performance.unit"))
+        )
+    if log_type == "performance":
+        for attr, (metric_type, unit) in PERFORMANCE_LOG_ATTRIBUTES.items():
+            if attr in attrs:
+                metrics.append((metric_type, to_float(attrs[attr]), unit))
+    for metric_type, value, unit in metrics:
+        if value is not None:
+            rows["performance_metrics"].append(
+                metric_row(ctx, o, metric_type, value, unit, who, device[3], metadata, metric_type)
+            )
+
+    if who.user_id is not None and has_user_properties(attrs):
+        rows["user_properties"].extend(
+            user_property_rows(attrs, who.user_id, when, (trace_id, span_id), ctx)
+        )

@@ -1,0 +1,1 @@
+"""Operations: the service's own logging and Prometheus self-metrics."""

@@ -1,1 +1,0 @@
-"""Receivers: the protocol edges in front of the pipeline."""

@@ -1,0 +1,1 @@
+"""Storage stage: the schema, migrations, the group-commit writer and admin operations."""
