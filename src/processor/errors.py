@@ -37,3 +37,11 @@ class Overloaded(RetryableError):
 
 class RateLimited(RetryableError):
     """The project's request rate is over its limit (RESOURCE_EXHAUSTED / HTTP 429)."""
+
+
+class FieldError(InvalidRequest):
+    """A field of a JSON API request is missing or wrong; HTTP 400 naming the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field

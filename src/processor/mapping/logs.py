@@ -18,9 +18,6 @@ from processor.mapping.identity import (
 )
 from processor.mapping.privacy import scrub_text, scrub_value
 from processor.mapping.records import (
-    ACTIVITY_EVENTS,
-    LOG_TYPES,
-    PERFORMANCE_LOG_ATTRIBUTES,
     Origin,
     activity_row,
     device_of,
@@ -29,7 +26,10 @@ from processor.mapping.records import (
 )
 from processor.mapping.rows import Batch, LogRow
 from processor.mapping.values import (
+    ACTIVITY_EVENTS,
+    LOG_TYPES,
     MAX_TEXT,
+    PERFORMANCE_LOG_ATTRIBUTES,
     SPAN_ID_BYTES,
     TRACE_ID_BYTES,
     any_value,

@@ -10,45 +10,12 @@ from typing import Any
 
 from processor.mapping.identity import Identity, RouteContext
 from processor.mapping.rows import FeatureUsageRow, PerformanceMetricRow, UserActivityRow
-from processor.mapping.values import lookup, row_id, text
+from processor.mapping.values import ACTIVITY_EVENTS, lookup, row_id, text
 
 PLATFORM_KEYS = ("os.name", "os.type")
 
 
 DEVICE_MODEL_KEYS = ("device.model.name", "device.model.identifier")
-
-
-ACTIVITY_EVENTS = {
-    "user.login": "login",
-    "user.logout": "logout",
-    "user.signup": "signup",
-    "session.start": "session_start",
-    "session.end": "session_end",
-}
-
-
-LOG_TYPES = frozenset(
-    {
-        "general",
-        "analytics",
-        "event",
-        "performance",
-        "network",
-        "security",
-        "exception",
-        "crash",
-        "custom",
-    }
-)
-
-
-# log attribute -> (metric_type, unit) for seed 000 performance logs.
-PERFORMANCE_LOG_ATTRIBUTES = {
-    "startup_time_ms": ("startup_time", "ms"),
-    "fps": ("fps", "fps"),
-    "memory_mb": ("memory", "MB"),
-    "screen_load_ms": ("screen_load", "ms"),
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from processor.errors import FieldError
 from processor.mapping.rows import LENGTHS
 
 # (lowest severity_number, level), searched from the top.
@@ -68,6 +69,40 @@ MAX_STRING = 4096
 
 
 MAX_TEXT = 65536
+
+
+# Look-up tables shared by the OTLP mappers and the JSON API mappers.
+ACTIVITY_EVENTS = {
+    "user.login": "login",
+    "user.logout": "logout",
+    "user.signup": "signup",
+    "session.start": "session_start",
+    "session.end": "session_end",
+}
+
+
+LOG_TYPES = frozenset(
+    {
+        "general",
+        "analytics",
+        "event",
+        "performance",
+        "network",
+        "security",
+        "exception",
+        "crash",
+        "custom",
+    }
+)
+
+
+# log attribute -> (metric_type, unit) for performance logs (OTLP and the Telling Logger API).
+PERFORMANCE_LOG_ATTRIBUTES = {
+    "startup_time_ms": ("startup_time", "ms"),
+    "fps": ("fps", "fps"),
+    "memory_mb": ("memory", "MB"),
+    "screen_load_ms": ("screen_load", "ms"),
+}
 
 
 _ID_SEGMENT = re.compile(
@@ -223,3 +258,48 @@ def level_of(severity_number: int, severity_text: str) -> str:
             if severity_number >= least:
                 return level
     return SEVERITY_TEXT.get(severity_text.strip().lower(), "info")
+
+
+# --- fields of the JSON API documents: a missing or wrong one is a FieldError naming it ------
+
+
+def json_object(value: Any, name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FieldError(name, "must be an object")
+    return value
+
+
+def json_string(
+    item: Mapping[str, Any], key: str, prefix: str, *, required: bool = False
+) -> str | None:
+    value = item.get(key)
+    if value is None or value == "":
+        if required:
+            raise FieldError(f"{prefix}{key}", "is required")
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise FieldError(f"{prefix}{key}", "must be a string")
+    return value
+
+
+def json_time(item: Mapping[str, Any], key: str, prefix: str, default: datetime) -> datetime:
+    value = item.get(key)
+    if value is None:
+        return default
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 1e11 else value  # epoch milliseconds or seconds
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise FieldError(f"{prefix}{key}", "is out of range") from None
+    if not isinstance(value, str):
+        raise FieldError(f"{prefix}{key}", "must be an ISO 8601 string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise FieldError(f"{prefix}{key}", "must be an ISO 8601 timestamp") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
