@@ -1,4 +1,6 @@
-"""Decoding: OTLP protobuf bytes to request messages, repairing what the parser refuses.
+"""Decoding, for every wire format: OTLP protobuf (repairing what the parser refuses),
+OTLP/JSON (hex ids) and the JSON APIs' documents. Runs in the routing thread, never on the
+event loop.
 
 The Collector accepts strings with invalid UTF-8 and attribute values nested deeper than the
 protobuf parser allows; so do we, by re-encoding just those parts, so one such attribute does
@@ -7,9 +9,13 @@ not cost the whole request. Anything else that does not parse is the client's er
 
 from __future__ import annotations
 
+import base64
 from enum import StrEnum
+from typing import Any
 
+import orjson
 import structlog
+from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
@@ -66,6 +72,51 @@ def decode(signal: Signal, data: bytes) -> Message:
         log.warning("request_repaired", signal=str(signal), reason=str(error)[:200])
         return message
     raise InvalidRequest(f"malformed {signal} request: {error}") from error
+
+
+# OTLP/JSON encodes these bytes fields as hex; protobuf's JSON mapping expects base64.
+HEX_ID_FIELDS = frozenset(
+    {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
+)
+
+
+def json_document(data: bytes) -> Any:
+    """A JSON request body; a body that does not parse is the client's error."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}") from exc
+
+
+def decode_json(signal: Signal, data: bytes) -> Message:
+    """Parse an OTLP/JSON request (hex ids, lowerCamelCase names, unknown fields ignored)."""
+    document = json_document(data)
+    if not isinstance(document, dict):
+        raise InvalidRequest("an OTLP/JSON request must be a JSON object")
+    hex_ids_to_base64(document)
+    message = REQUEST_TYPES[signal]()
+    try:
+        json_format.ParseDict(document, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise InvalidRequest(f"malformed OTLP/JSON {signal} request: {exc}") from exc
+    return message
+
+
+def hex_ids_to_base64(node: Any) -> None:
+    """Rewrite OTLP/JSON hex ids in place so ``json_format`` can parse the message."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in HEX_ID_FIELDS and isinstance(value, str):
+                try:
+                    raw = bytes.fromhex(value)
+                except ValueError:
+                    raw = b"\x00"  # wrong length: the router rejects just this record
+                node[key] = base64.b64encode(raw).decode()
+            elif isinstance(value, (dict, list)):
+                hex_ids_to_base64(value)
+    elif isinstance(node, list):
+        for item in node:
+            hex_ids_to_base64(item)
 
 
 # --- wire-level repair (only after the strict parse failed) --------------------------------

@@ -12,17 +12,15 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from processor.errors import ProcessorError
+from processor.ingest import formats
 from processor.ingest.auth import Authenticator
-from processor.ingest.pipeline import Outcome, Pipeline, Signal
-from processor.ingest.status import retry_info_trailer
-from processor.ingest.status import rpc_status as status_for
+from processor.ingest.decode import Signal
+from processor.ingest.pipeline import Pipeline
+from processor.ingest.status import error_status, retry_info_trailer
 from processor.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -34,43 +32,9 @@ SERVICES = {
 }
 
 
-def trace_response(outcome: Outcome) -> trace_pb.ExportTraceServiceResponse:
-    response = trace_pb.ExportTraceServiceResponse()
-    if outcome.rejected or outcome.error_message:
-        response.partial_success.rejected_spans = outcome.rejected
-        response.partial_success.error_message = outcome.error_message
-    return response
-
-
-def logs_response(outcome: Outcome) -> logs_pb.ExportLogsServiceResponse:
-    response = logs_pb.ExportLogsServiceResponse()
-    if outcome.rejected or outcome.error_message:
-        response.partial_success.rejected_log_records = outcome.rejected
-        response.partial_success.error_message = outcome.error_message
-    return response
-
-
-def metrics_response(outcome: Outcome) -> metrics_pb.ExportMetricsServiceResponse:
-    response = metrics_pb.ExportMetricsServiceResponse()
-    if outcome.rejected or outcome.error_message:
-        response.partial_success.rejected_data_points = outcome.rejected
-        response.partial_success.error_message = outcome.error_message
-    return response
-
-
-RESPONSES: dict[Signal, Callable[[Outcome], Any]] = {
-    Signal.TRACES: trace_response,
-    Signal.LOGS: logs_response,
-    Signal.METRICS: metrics_response,
-}
-
-
-class Servicer(
-    trace_service_pb2_grpc.TraceServiceServicer,
-    logs_service_pb2_grpc.LogsServiceServicer,
-    metrics_service_pb2_grpc.MetricsServiceServicer,
-):
-    """The three OTLP Export methods. Requests arrive as bytes so a bad one maps to INVALID_ARGUMENT."""
+class Servicer:
+    """The three OTLP Export methods, registered as generic handlers. Requests arrive as
+    bytes so a bad one maps to INVALID_ARGUMENT."""
 
     def __init__(self, pipeline: Pipeline, auth: Authenticator) -> None:
         self.pipeline = pipeline
@@ -79,23 +43,23 @@ class Servicer(
     def handler(
         self, signal: Signal
     ) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
-        respond = RESPONSES[signal]
+        fmt = formats.OTLP_PROTOBUF[signal]
 
         async def export(data: bytes, context: grpc.aio.ServicerContext) -> Any:
             try:
                 project_id = self.auth.project_for(dict(context.invocation_metadata() or ()))
                 with self.pipeline.admit(len(data)):
                     outcome = await self.pipeline.export(
-                        signal, data, project_id=project_id, receiver="grpc"
+                        fmt, data, project_id=project_id, receiver="grpc"
                     )
             except ProcessorError as exc:
-                status = rpc_status.to_status(status_for(exc))
+                status = rpc_status.to_status(error_status(exc))
                 await context.abort(
                     status.code,
                     status.details,
                     (*status.trailing_metadata, *retry_info_trailer(exc)),
                 )
-            return respond(outcome)
+            return formats.response(signal, outcome.rejected, outcome.error_message)
 
         return export
 
@@ -120,6 +84,8 @@ class GrpcReceiver:
         self.port = settings.port
 
     async def start(self) -> None:
+        if self.server is not None:
+            return
         limit = self.settings.max_recv_msg_mib << 20
         self.server = grpc.aio.server(
             options=[

@@ -1,4 +1,5 @@
-"""OTLP/HTTP receiver, the seeds' JSON ingestion APIs, health and Prometheus metrics.
+"""OTLP/HTTP receiver and the JSON APIs: authenticate, read the body, hand it to the pipeline
+with its wire format, and answer in the request's content type.
 
 aiohttp runs in the same event loop as the gRPC server, so both share one pipeline, one
 writer and one group commit.
@@ -6,70 +7,37 @@ writer and one group commit.
 
 from __future__ import annotations
 
-import base64
 import ssl
 import zlib
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
 
 import orjson
 import structlog
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from processor.errors import InvalidRequest, PayloadTooLarge, ProcessorError
+from processor.errors import FieldError, InvalidRequest, PayloadTooLarge, ProcessorError
+from processor.ingest import formats
 from processor.ingest.auth import Authenticator
-from processor.ingest.grpc import RESPONSES
-from processor.ingest.pipeline import REQUEST_TYPES, Outcome, Pipeline, Signal
-from processor.ingest.status import lookup, retry_after_header, rpc_status
-from processor.mapping import json_apis
+from processor.ingest.decode import Signal
+from processor.ingest.formats import WireFormat
+from processor.ingest.pipeline import Outcome, Pipeline
+from processor.ingest.status import error_status, retry_after_header, status_codes
 from processor.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-# OTLP/JSON encodes these bytes fields as hex; protobuf's JSON mapping expects base64.
-HEX_ID_FIELDS = frozenset(
-    {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
-)
+# POST path -> the JSON API's wire format.
+JSON_APIS = {
+    "/api/v1/logs": formats.TELLING_LOGGER,
+    "/api/v1/ingest": formats.LOG_INGESTION_EVENT,
+    "/api/v1/batch-ingest": formats.LOG_INGESTION_BATCH,
+}
 
-Health = Callable[[], Awaitable[bool]]
-
-
-def hex_ids_to_base64(node: Any) -> None:
-    """Rewrite OTLP/JSON hex ids in place so ``json_format`` can parse the message."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in HEX_ID_FIELDS and isinstance(value, str):
-                try:
-                    raw = bytes.fromhex(value)
-                except ValueError:
-                    raw = b"\x00"  # wrong length: the router rejects just this record
-                node[key] = base64.b64encode(raw).decode()
-            elif isinstance(value, (dict, list)):
-                hex_ids_to_base64(value)
-    elif isinstance(node, list):
-        for item in node:
-            hex_ids_to_base64(item)
-
-
-def parse_json(signal: Signal, body: bytes) -> Message:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"malformed JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise InvalidRequest("an OTLP/JSON request must be a JSON object")
-    hex_ids_to_base64(document)
-    message = REQUEST_TYPES[signal]()
-    try:
-        json_format.ParseDict(document, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise InvalidRequest(f"malformed OTLP/JSON {signal} request: {exc}") from exc
-    return message
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def media_type(request: web.Request) -> str:
@@ -85,37 +53,36 @@ def encode(message: Message, content_type: str) -> web.Response:
 
 
 class HttpReceiver:
+    """Serves ``routes`` (health, metrics) next to its own on the same port."""
+
     def __init__(
         self,
         settings: Settings,
         pipeline: Pipeline,
         auth: Authenticator,
         *,
-        ready: Health,
+        routes: Iterable[web.RouteDef] = (),
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.auth = auth
-        self.ready = ready
+        self.routes = list(routes)
         self.max_body = settings.max_http_body_mib << 20
         self.runner: web.AppRunner | None = None
         self.port = settings.http_port
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body + 1)
-        app.router.add_post("/v1/traces", self._otlp(Signal.TRACES))
-        app.router.add_post("/v1/logs", self._otlp(Signal.LOGS))
-        app.router.add_post("/v1/metrics", self._otlp(Signal.METRICS))
-        app.router.add_post("/api/v1/logs", self._compat(json_apis.telling_logger_logs, "logs"))
-        app.router.add_post("/api/v1/ingest", self._compat(json_apis.ingest_one, "ingest"))
-        app.router.add_post("/api/v1/batch-ingest", self._compat(json_apis.ingest_batch, "ingest"))
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/liveness", self._liveness)
-        app.router.add_get("/readiness", self._readiness)
-        app.router.add_get("/metrics", self._metrics)
+        for signal in Signal:
+            app.router.add_post(f"/v1/{signal}", self._otlp(signal))
+        for path, fmt in JSON_APIS.items():
+            app.router.add_post(path, self._json_api(fmt))
+        app.router.add_routes(self.routes)
         return app
 
     async def start(self) -> None:
+        if self.runner is not None:
+            return
         # Decompression is ours, so a gzip bomb is bounded before it is held in memory.
         self.runner = web.AppRunner(self.app(), auto_decompress=False, access_log=None)
         await self.runner.setup()
@@ -127,10 +94,7 @@ class HttpReceiver:
             reuse_port=True,
         )
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self.port = self.runner.addresses[0][1]  # the bound port, when HTTP_PORT is 0
         log.info(
             "http_listening",
             address=self.settings.bind_address,
@@ -138,7 +102,8 @@ class HttpReceiver:
             tls=self.settings.tls_enabled,
         )
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting; let in-flight requests finish. Safe to call twice."""
         runner, self.runner = self.runner, None
         if runner is not None:
             await runner.cleanup()
@@ -180,12 +145,13 @@ class HttpReceiver:
             if encoding != "gzip" or not pending:
                 return b"".join(parts)
 
-    def _otlp(self, signal: Signal) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        respond = RESPONSES[signal]
+    def _otlp(self, signal: Signal) -> Handler:
+        by_type = {PROTOBUF: formats.OTLP_PROTOBUF[signal], JSON: formats.OTLP_JSON[signal]}
 
         async def handle(request: web.Request) -> web.StreamResponse:
             content_type = media_type(request)
-            if content_type not in (PROTOBUF, JSON):
+            fmt = by_type.get(content_type)
+            if fmt is None:
                 return web.json_response(
                     {
                         "code": 3,
@@ -195,46 +161,25 @@ class HttpReceiver:
                     status=415,
                 )
             try:
-                project_id = self.auth.project_for(_headers(request))
-                body = await self.body(request)
-                with self.pipeline.admit(len(body)):
-                    payload = parse_json(signal, body) if content_type == JSON else body
-                    outcome: Outcome = await self.pipeline.export(
-                        signal, payload, project_id=project_id, receiver="http"
-                    )
+                outcome = await self._export(request, fmt)
             except ProcessorError as exc:
                 return self._failure(exc, content_type)
-            return encode(respond(outcome), content_type)
+            response = formats.response(signal, outcome.rejected, outcome.error_message)
+            return encode(response, content_type)
 
         return handle
 
-    def _compat(
-        self, mapper: json_apis.Mapper, name: str
-    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def _json_api(self, fmt: WireFormat) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
-                project_id = self.auth.project_for(_headers(request))
-                body = await self.body(request)
-                with self.pipeline.admit(len(body)):
-                    try:
-                        document = orjson.loads(body)
-                    except orjson.JSONDecodeError as exc:
-                        raise InvalidRequest(f"malformed JSON: {exc}") from exc
-                    batch, reply = mapper(
-                        document,
-                        json_apis.Context(
-                            hasher=self.pipeline.hasher,
-                            project_id=project_id,
-                            max_batch_size=self.settings.max_batch_size,
-                        ),
-                    )
-                    outcome = await self.pipeline.commit(name, batch, receiver="http")
-            except json_apis.FieldError as exc:
+                outcome = await self._export(request, fmt)
+            except FieldError as exc:
                 return web.json_response(
                     {"success": False, "error": str(exc), "field": exc.field}, status=400
                 )
             except ProcessorError as exc:
                 return self._failure(exc, JSON)
+            reply = dict(outcome.reply or {})
             if outcome.rejected:
                 reply["rejected"] = outcome.rejected
                 reply["error"] = outcome.error_message
@@ -242,9 +187,15 @@ class HttpReceiver:
 
         return handle
 
+    async def _export(self, request: web.Request, fmt: WireFormat) -> Outcome:
+        project_id = self.auth.project_for({k.lower(): v for k, v in request.headers.items()})
+        body = await self.body(request)
+        with self.pipeline.admit(len(body)):
+            return await self.pipeline.export(fmt, body, project_id=project_id, receiver="http")
+
     def _failure(self, exc: ProcessorError, content_type: str) -> web.Response:
-        _, http_status = lookup(exc)
-        status = rpc_status(exc)
+        _, http_status = status_codes(exc)
+        status = error_status(exc)
         if content_type == PROTOBUF:
             body, media = status.SerializeToString(), PROTOBUF
         else:
@@ -252,29 +203,6 @@ class HttpReceiver:
         return web.Response(
             status=http_status, body=body, content_type=media, headers=retry_after_header(exc)
         )
-
-    async def _health(self, _request: web.Request) -> web.Response:
-        ready = await self.ready()
-        return web.json_response(
-            {"status": "ok" if ready else "degraded", "database": "up" if ready else "down"},
-            status=200 if ready else 503,
-        )
-
-    async def _liveness(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
-
-    async def _readiness(self, _request: web.Request) -> web.Response:
-        ready = await self.ready()
-        return web.json_response(
-            {"ready": ready, "database": "up" if ready else "down"}, status=200 if ready else 503
-        )
-
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _headers(request: web.Request) -> dict[str, str]:
-    return {k.lower(): v for k, v in request.headers.items()}
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -1,40 +1,34 @@
-"""The pipeline: admit → decode → route → write, shared by every receiver."""
+"""The pipeline: admit → decode → route → write, shared by every receiver.
+
+Its one entry point, ``export(fmt, body)``, takes the request's bytes and wire format; the
+receivers only authenticate, read the body and map the outcome to their protocol.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from google.protobuf.message import Message
 
 from processor.errors import Overloaded, StorageUnavailable
-from processor.ingest.decode import REQUEST_TYPES, Signal, decode
-from processor.mapping import RouteContext, route_logs, route_metrics, route_traces
+from processor.ingest.decode import Signal, decode
+from processor.ingest.formats import WireFormat
+from processor.mapping import RouteContext
 from processor.mapping.privacy import Hasher
 from processor.mapping.rows import Batch
 from processor.ops import self_metrics
 from processor.storage.writer import Writer
 
-__all__ = ["REQUEST_TYPES", "Outcome", "Pipeline", "Signal", "decode"]
+__all__ = ["Outcome", "Pipeline", "Signal", "decode"]
 
 log = structlog.get_logger(__name__)
-
-ROUTERS: dict[Signal, Callable[[Any, RouteContext], Batch]] = {
-    Signal.TRACES: route_traces,
-    Signal.LOGS: route_logs,
-    Signal.METRICS: route_metrics,
-}
-
-
-def _decode_and_route(signal: Signal, payload: bytes | Message, ctx: RouteContext) -> Batch:
-    message = decode(signal, payload) if isinstance(payload, bytes) else payload
-    return ROUTERS[signal](message, ctx)
 
 
 @dataclass(frozen=True)
@@ -42,6 +36,8 @@ class Outcome:
     received: int
     rejected: int
     error_message: str
+    # What a JSON API answers on success; None for OTLP.
+    reply: dict[str, Any] | None = None
 
 
 class Pipeline:
@@ -52,6 +48,7 @@ class Pipeline:
         *,
         max_inflight_requests: int = 16,
         max_inflight_bytes: int = 32 << 20,
+        max_batch_size: int = 1000,
     ) -> None:
         self.writer = writer
         self.hasher = hasher
@@ -59,7 +56,8 @@ class Pipeline:
         self.max_inflight_bytes = max_inflight_bytes
         self.inflight_requests = 0
         self.inflight_bytes = 0
-        self.draining = False
+        self.max_batch_size = max_batch_size
+        self._draining = False
         # Decoding and routing are CPU work; off the event loop, the loop stays free to admit
         # or refuse new requests at once, so a backlog is refused with RetryInfo instead of
         # queueing unseen, and a hostile payload's repair does not stall the other requests.
@@ -68,7 +66,7 @@ class Pipeline:
     @contextlib.contextmanager
     def admit(self, nbytes: int) -> Iterator[None]:
         """Bound the work in flight; beyond the bound the client is told to come back later."""
-        if self.draining:
+        if self._draining:
             raise Overloaded("the server is shutting down", retry_after=1.0)
         # A request larger than the whole byte budget is still admitted when nothing else is
         # in flight (the message size limit bounds it); refusing it would make clients retry
@@ -89,33 +87,42 @@ class Pipeline:
             self_metrics.INFLIGHT_REQUESTS.set(self.inflight_requests)
             self_metrics.INFLIGHT_BYTES.set(self.inflight_bytes)
 
-    async def export(
-        self,
-        signal: Signal,
-        payload: bytes | Message,
-        *,
-        project_id: int = 1,
-        receiver: str = "grpc",
-    ) -> Outcome:
-        """Decode (when given bytes), route and commit one OTLP request.
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
-        Returns only after the request's rows are committed.
+    def drain(self) -> None:
+        """Refuse new work (clients are told to retry); what was admitted still finishes."""
+        self._draining = True
+
+    async def start(self) -> None:
+        """Nothing to acquire: the routing thread starts with the first request."""
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Drain, then wait for routing to finish what was admitted, without blocking the
+        event loop. Safe to call twice, and before ``start()``."""
+        self.drain()
+        await asyncio.to_thread(self._routing.shutdown, wait=True)
+
+    async def export(
+        self, fmt: WireFormat, body: bytes, *, project_id: int = 1, receiver: str = "grpc"
+    ) -> Outcome:
+        """Decode, route and commit one request of any wire format.
+
+        Decoding and routing run in the routing thread. Returns only after the request's rows
+        are committed.
         """
         started = time.perf_counter()
         ctx = RouteContext(hasher=self.hasher, project_id=project_id)
         loop = asyncio.get_running_loop()
-        batch = await loop.run_in_executor(self._routing, _decode_and_route, signal, payload, ctx)
-        return await self.commit(signal, batch, receiver=receiver, started=started)
+        batch, reply = await loop.run_in_executor(
+            self._routing, fmt.process, body, ctx, self.max_batch_size
+        )
+        outcome = await self._commit(fmt.label, batch, receiver=receiver, started=started)
+        return outcome if reply is None else dataclasses.replace(outcome, reply=reply)
 
-    def shutdown(self) -> None:
-        """Finish routing what was admitted. Safe to call twice."""
-        self._routing.shutdown(wait=True)
-
-    async def commit(
-        self, signal: Signal | str, batch: Batch, *, receiver: str, started: float | None = None
-    ) -> Outcome:
+    async def _commit(self, signal: str, batch: Batch, *, receiver: str, started: float) -> Outcome:
         """Write a routed batch; the latency counted runs from ``started`` (routing included)."""
-        started = time.perf_counter() if started is None else started
         outcome_label = "ok"
         try:
             result = await self.writer.write(batch)

@@ -31,16 +31,17 @@ STATUS: tuple[tuple[type[ProcessorError], grpc.StatusCode, int], ...] = (
 )
 
 
-def lookup(exc: ProcessorError) -> tuple[grpc.StatusCode, int]:
+def status_codes(exc: ProcessorError) -> tuple[grpc.StatusCode, int]:
+    """The gRPC status code and the HTTP status for a failure."""
     for kind, code, http in STATUS:
         if isinstance(exc, kind):
             return code, http
     return grpc.StatusCode.INTERNAL, 500
 
 
-def rpc_status(exc: ProcessorError) -> status_pb2.Status:
+def error_status(exc: ProcessorError) -> status_pb2.Status:
     """A google.rpc.Status for the failure, with RetryInfo when the client should retry."""
-    code, _ = lookup(exc)
+    code, _ = status_codes(exc)
     status = status_pb2.Status(code=code.value[0], message=str(exc))
     if isinstance(exc, RetryableError):
         detail = any_pb2.Any()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 ITEMS_RECEIVED = Counter(
     "processor_items_received",
@@ -37,3 +37,8 @@ INFLIGHT_REQUESTS = Gauge(
 )
 INFLIGHT_BYTES = Gauge("processor_inflight_bytes", "Bytes of admitted export requests not answered")
 DATABASE_UP = Gauge("processor_database_up", "1 when the last database check succeeded")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format, and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
