@@ -13,8 +13,9 @@ from processor.ingest.grpc import GrpcReceiver
 from processor.ingest.http import HttpReceiver
 from processor.ingest.pipeline import Pipeline
 from processor.ingest.ratelimit import RateLimiter
+from processor.lifecycle import Component
 from processor.mapping.privacy import make_hasher
-from processor.ops import self_metrics
+from processor.ops import health, self_metrics
 from processor.settings import Settings, redact_url
 from processor.storage import admin
 from processor.storage.writer import SqlWriter, create_db_engine
@@ -23,7 +24,8 @@ log = structlog.get_logger(__name__)
 
 
 class App:
-    """Owns every component. ``start()`` then ``shutdown()``; shutdown is safe to call twice."""
+    """Owns every component. ``start()`` starts them in order (writer, pipeline, receivers);
+    ``shutdown()`` stops them in reverse, and is safe to call twice."""
 
     def __init__(self, settings: Settings, *, health_interval: float = 2.0) -> None:
         self.settings = settings
@@ -39,9 +41,18 @@ class App:
             make_hasher(settings.user_id_hash_key),
             max_inflight_requests=settings.max_inflight_requests,
             max_inflight_bytes=settings.max_inflight_mib << 20,
+            max_batch_size=settings.max_batch_size,
         )
         self.grpc = GrpcReceiver(settings, self.pipeline, self.auth)
-        self.http = HttpReceiver(settings, self.pipeline, self.auth, ready=self.check_ready)
+        self.http = HttpReceiver(
+            settings, self.pipeline, self.auth, routes=health.routes(self.check_ready)
+        )
+        # Started stage by stage; the components of one stage stop together.
+        self.stages: list[tuple[Component, ...]] = [
+            (self.writer,),
+            (self.pipeline,),
+            (self.grpc, self.http),
+        ]
         self.database_up = False
         self._monitor: asyncio.Task[None] | None = None
         self._stopped = False
@@ -55,11 +66,13 @@ class App:
         return self.http.port
 
     async def start(self) -> None:
-        await self.writer.start()
+        for stage in self.stages[:-1]:
+            for component in stage:
+                await component.start()
         await self.refresh_keys()
         self._warn_if_open()
-        await self.grpc.start()
-        await self.http.start()
+        for component in self.stages[-1]:
+            await component.start()
         await self._update_health()
         self._monitor = asyncio.create_task(self._watch_database())
         log.info(
@@ -108,14 +121,14 @@ class App:
         if self._stopped:
             return
         self._stopped = True
-        self.pipeline.draining = True
+        # New requests are refused with a retry hint while the receivers wind down.
+        self.pipeline.drain()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
-        await asyncio.gather(self.grpc.shutdown(grace), self.http.shutdown())
-        self.pipeline.shutdown()
-        await self.writer.shutdown()
+        for stage in reversed(self.stages):
+            await asyncio.gather(*(component.shutdown(grace) for component in stage))
         log.info("stopped")
 
     def _warn_if_open(self) -> None:

@@ -1,10 +1,11 @@
-"""Every component shares start()/shutdown(); shutdown is safe to call twice."""
+"""Every component shares start()/shutdown(grace); shutdown is safe to call twice."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
+from processor.lifecycle import Component
 from tests.integration.test_security import grpc_export, request_with_span
 
 
@@ -13,9 +14,41 @@ def test_shutdown_twice_is_harmless_and_stops_serving(server, db):
     assert server.app is not None
     server.call(server.app.shutdown(grace=1))
     server.call(server.app.shutdown(grace=1))
-    server.call(server.app.writer.shutdown())
-    server.app.pipeline.shutdown()
     with pytest.raises(grpc.RpcError) as err:
         grpc_export(server.grpc_endpoint, request_with_span(span_byte=2))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert db.count("endpoint_usage") == 1
+
+
+def test_each_component_shuts_down_twice_after_the_app(server, db):
+    app = server.app
+    assert app is not None
+    components: list[Component] = [c for stage in app.stages for c in stage]
+    assert {type(c).__name__ for c in components} == {
+        "SqlWriter",
+        "Pipeline",
+        "GrpcReceiver",
+        "HttpReceiver",
+    }
+    server.call(app.shutdown(grace=1))
+    for component in reversed(components):
+        server.call(component.shutdown(1))
+        server.call(component.shutdown(1))
+    assert app.pipeline.draining
+
+
+def test_components_shut_down_twice_without_starting(database_url):
+    import asyncio
+
+    from processor.server import App
+    from processor.settings import Settings
+
+    app = App(Settings(database_url=database_url, port=0, http_port=0, log_level="WARNING"))
+
+    async def twice() -> None:
+        for stage in reversed(app.stages):
+            for component in stage:
+                await component.shutdown(0)
+                await component.shutdown(0)
+
+    asyncio.run(twice())

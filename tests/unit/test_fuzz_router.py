@@ -32,7 +32,7 @@ from processor.mapping.privacy import make_hasher
 from processor.mapping.rows import ROW_TYPES, Batch
 from processor.settings import Settings
 from processor.storage.migrate import upgrade
-from processor.storage.writer import Dialect, PostgresDialect, SqliteDialect
+from processor.storage.writer import Backend, PostgresBackend, SqliteBackend
 
 FUZZ = settings(
     max_examples=150,
@@ -51,12 +51,12 @@ INT32 = st.integers(-(2**31), 2**31 - 1)
 class Target:
     """One database, reached the way the writer reaches it."""
 
-    def __init__(self, url: str, dialect: Dialect) -> None:
+    def __init__(self, url: str, backend: Backend) -> None:
         # A fresh connection per example: nothing (e.g. staging tables) leaks between them.
         self.engine: Engine = create_engine(
             Settings(database_url=url).sqlalchemy_url, poolclass=NullPool
         )
-        self.dialect = dialect
+        self.backend = backend
 
     def insert(self, batch: Batch) -> None:
         with self.engine.connect() as conn:
@@ -64,7 +64,7 @@ class Target:
             try:
                 for table, rows in batch.rows.items():
                     if rows:
-                        self.dialect.insert(conn, table, rows)
+                        self.backend.insert(conn, table, rows)
             finally:
                 transaction.rollback()
 
@@ -73,7 +73,7 @@ class Target:
 def targets(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Target]]:
     sqlite_url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
     upgrade(sqlite_url)
-    out = [Target(sqlite_url, SqliteDialect()), Target(postgres_url, PostgresDialect())]
+    out = [Target(sqlite_url, SqliteBackend()), Target(postgres_url, PostgresBackend())]
     yield out
     for target in out:
         target.engine.dispose()

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from processor.ingest.auth import key_digest
@@ -119,8 +119,3 @@ def forget_user(engine: Engine, user_hash: str, project: int | None = None) -> d
                 statement = statement.where(table.c.project_id == project)
             removed[table.name] = int(conn.execute(statement).rowcount)
     return removed
-
-
-def count_projects(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(Project)).scalar_one())

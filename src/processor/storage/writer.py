@@ -44,7 +44,7 @@ class Writer(Protocol):
     async def start(self) -> None: ...
     async def write(self, batch: Batch) -> WriteResult: ...
     async def ping(self) -> bool: ...
-    async def shutdown(self) -> None: ...
+    async def shutdown(self, grace: float = 10.0) -> None: ...
 
 
 class DataRejected(Exception):
@@ -107,7 +107,9 @@ def is_data_error(exc: BaseException) -> bool:
     )
 
 
-class Dialect(Protocol):
+class Backend(Protocol):
+    """How rows reach one kind of database (PostgreSQL COPY, SQLite executemany)."""
+
     def insert(self, conn: Connection, table: str, rows: Sequence[tuple]) -> None: ...
 
 
@@ -127,7 +129,7 @@ _BINARY_TYPES = frozenset({"int2", "int4", "int8", "float8", "text", "varchar", 
 _CAST_FROM_TEXT = frozenset({"uuid", "json", "jsonb"})
 
 
-class PostgresDialect:
+class PostgresBackend:
     """COPY into a per-connection staging table, then insert-ignore into the real one.
 
     The COPY is binary (cheap to produce and to parse), with ids and JSON staged as text.
@@ -219,7 +221,7 @@ def _sqlite_time(value: Any) -> Any:
     return value
 
 
-class SqliteDialect:
+class SqliteBackend:
     """Batched INSERT OR IGNORE in one transaction; WAL mode is set on connect."""
 
     def __init__(self) -> None:
@@ -271,8 +273,8 @@ class SqlWriter:
         self, engine: Engine, *, max_rows: int = 20000, flushers: int | None = None
     ) -> None:
         self.engine = engine
-        self.dialect: Dialect = (
-            PostgresDialect() if engine.dialect.name == "postgresql" else SqliteDialect()
+        self.backend: Backend = (
+            PostgresBackend() if engine.dialect.name == "postgresql" else SqliteBackend()
         )
         self.max_rows = max_rows
         self.flushers = flushers or (2 if engine.dialect.name == "postgresql" else 1)
@@ -314,8 +316,8 @@ class SqlWriter:
         except Exception:
             return False
 
-    async def shutdown(self) -> None:
-        """Commit what is queued, then stop. Safe to call twice."""
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Commit what is queued, then stop. Safe to call twice, and before ``start()``."""
         if self._closed:
             return
         self._closed = True
@@ -326,7 +328,8 @@ class SqlWriter:
             if not pending.future.done():
                 pending.future.set_exception(StorageUnavailable("the writer shut down"))
         self._queue.clear()
-        self._executor.shutdown(wait=True)
+        # A health check may still hold a writer thread; wait for it off the event loop.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
         self.engine.dispose()
 
     async def _flush_loop(self) -> None:
@@ -392,7 +395,7 @@ class SqlWriter:
             with self.engine.begin() as conn:
                 info = conn.info
                 for table, rows in tables.items():
-                    self.dialect.insert(conn, table, rows)
+                    self.backend.insert(conn, table, rows)
         except Exception as exc:
             if info is not None:
                 # A staging table created in this transaction was rolled back with it; the
