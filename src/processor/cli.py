@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from processor.ingest.ratelimit import SharedBuckets
 from processor.mapping.privacy import make_hasher
 from processor.ops import service_log
 from processor.settings import Settings, SettingsError, redact_url
@@ -36,8 +37,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="OTLP gRPC port (overrides PORT)")
     serve.add_argument("--http-port", type=int, help="OTLP/HTTP port (overrides HTTP_PORT)")
     serve.add_argument("--workers", type=int, help="processes sharing the ports (SO_REUSEPORT)")
-    # Set by `serve --workers N` for the processes it starts: written to once listening.
+    # Set by `serve --workers N` for the processes it starts: written to once listening,
+    # and the shared memory holding the rate-limit buckets of all workers.
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--rate-limit-fd", type=int, help=argparse.SUPPRESS)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     migrate.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
@@ -91,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, flag in SERVE_FLAGS.items()
             if overrides.get(name) is not None
         ]
-        return serve(settings, passthrough, ready_fd=args.ready_fd)
+        return serve(
+            settings, passthrough, ready_fd=args.ready_fd, rate_limit_fd=args.rate_limit_fd
+        )
     if args.command in ("keys", "forget-user"):
         if migrate(settings, quiet=True) != 0:
             return 1
@@ -178,10 +183,16 @@ def migrate(settings: Settings, *, quiet: bool = False) -> int:
     return 0
 
 
-def serve(settings: Settings, passthrough: Sequence[str] = (), ready_fd: int | None = None) -> int:
+def serve(
+    settings: Settings,
+    passthrough: Sequence[str] = (),
+    ready_fd: int | None = None,
+    rate_limit_fd: int | None = None,
+) -> int:
     if settings.workers > 1:
         return serve_workers(settings, passthrough)
-    return asyncio.run(run(settings, ready_fd=ready_fd))
+    buckets = SharedBuckets(rate_limit_fd) if rate_limit_fd is not None else None
+    return asyncio.run(run(settings, ready_fd=ready_fd, buckets=buckets))
 
 
 async def run(
@@ -189,10 +200,11 @@ async def run(
     on_signal: Callable[[int], None] | None = None,
     ready_fd: int | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    buckets: SharedBuckets | None = None,
 ) -> int:
     from processor.server import App
 
-    app = App(settings)
+    app = App(settings, buckets=buckets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -222,8 +234,10 @@ async def run(
 def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
     """N processes on the same ports; the kernel spreads connections (not requests) among them.
 
-    This process is worker 0 and starts the others, so no idle supervisor holds memory.
+    This process is worker 0 and starts the others, so no idle supervisor holds memory. It
+    creates the rate-limit buckets they all share, so a project's limit holds across workers.
     """
+
     if settings.port == 0 or settings.http_port == 0:
         print("telemetry-processor: --workers needs fixed ports", file=sys.stderr)
         return 2
@@ -243,11 +257,15 @@ def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
     # Until this process's own loop handles signals, remember them and pass them on.
     signal.signal(signal.SIGTERM, early)
     signal.signal(signal.SIGINT, early)
+    buckets = SharedBuckets.create()
     pipes = []
     for _ in range(settings.workers - 1):
         read, write = os.pipe()
         others.append(
-            subprocess.Popen([*command, *passthrough, f"--ready-fd={write}"], pass_fds=(write,))
+            subprocess.Popen(
+                [*command, *passthrough, f"--ready-fd={write}", f"--rate-limit-fd={buckets.fd}"],
+                pass_fds=(write, buckets.fd),
+            )
         )
         os.close(write)
         pipes.append(read)
@@ -259,7 +277,10 @@ def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
     try:
         code = asyncio.run(
             run(
-                settings.replace(workers=1), on_signal=forward, stop_requested=lambda: bool(signals)
+                settings.replace(workers=1),
+                on_signal=forward,
+                stop_requested=lambda: bool(signals),
+                buckets=buckets,
             )
         )
     finally:

@@ -12,7 +12,7 @@ from processor.ingest.auth import KeyGate
 from processor.ingest.grpc import GrpcReceiver
 from processor.ingest.http import HttpReceiver
 from processor.ingest.pipeline import Pipeline
-from processor.ingest.ratelimit import RateLimiter
+from processor.ingest.ratelimit import RateLimiter, SharedBuckets
 from processor.lifecycle import Component
 from processor.mapping.privacy import make_hasher
 from processor.ops import health, self_metrics
@@ -27,14 +27,21 @@ class App:
     """Owns every component. ``start()`` starts them in order (writer, pipeline, receivers);
     ``shutdown()`` stops them in reverse, and is safe to call twice."""
 
-    def __init__(self, settings: Settings, *, health_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        health_interval: float = 2.0,
+        buckets: SharedBuckets | None = None,
+    ) -> None:
+        """``buckets``: the rate-limit buckets shared with the other workers, if any."""
         self.settings = settings
         self.health_interval = health_interval
         self.engine = create_db_engine(settings.sqlalchemy_url)
         self.writer = SqlWriter(self.engine, max_rows=settings.writer_max_rows)
         self.auth = KeyGate(
             settings.api_keys,
-            RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+            RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst, buckets=buckets),
         )
         self.pipeline = Pipeline(
             self.writer,

@@ -1,13 +1,18 @@
-"""`serve --workers 2`: two processes on the same ports, and SIGTERM stops both with exit 0."""
+"""`serve --workers 2`: two processes on the same ports sharing one rate limit, and SIGTERM
+stops both with exit 0."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import requests
@@ -16,46 +21,97 @@ from tests.conftest import _free_port
 from tests.integration.test_security import grpc_export, request_with_span
 
 
-def test_two_workers_share_the_ports_and_stop_on_sigterm(tmp_path):
+@dataclass
+class Workers:
+    proc: subprocess.Popen[bytes]
+    port: int
+    http_port: int
+    database: Path
+
+    @property
+    def child(self) -> psutil.Process:
+        (child,) = psutil.Process(self.proc.pid).children()
+        return child
+
+
+def both_listen(proc: subprocess.Popen[bytes], ports: set[int]) -> bool:
+    """Worker 0 and the worker it started both listen on ``ports``."""
+    parent = psutil.Process(proc.pid)
+    workers = [parent, *parent.children()]
+    return len(workers) == 2 and all(ports <= listening_ports(w) for w in workers)
+
+
+def listening_ports(process: psutil.Process) -> set[int]:
+    try:
+        return {c.laddr.port for c in process.connections(kind="tcp") if c.status == "LISTEN"}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+@contextlib.contextmanager
+def two_workers(tmp_path: Path, **env: str) -> Iterator[Workers]:
+    """`serve --workers 2` as a real subprocess, once both workers listen."""
     port, http_port = _free_port(), _free_port()
-    url = f"sqlite:///{tmp_path}/workers.db"  # `serve` migrates it first
-    env = {**os.environ, "ANALYTICS_DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+    database = tmp_path / "workers.db"  # `serve` migrates it first
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "processor",
-            "serve",
-            "--workers",
-            "2",
-            "--port",
-            str(port),
-            "--http-port",
-            str(http_port),
+            *(sys.executable, "-m", "processor", "serve", "--workers", "2"),
+            *("--port", str(port), "--http-port", str(http_port)),
         ],
-        env=env,
+        env={
+            **os.environ,
+            "ANALYTICS_DATABASE_URL": f"sqlite:///{database}",
+            "LOG_LEVEL": "WARNING",
+            **env,
+        },
     )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            children = psutil.Process(proc.pid).children()
-            try:
-                ready = requests.get(f"http://127.0.0.1:{http_port}/readiness", timeout=1).ok
-            except requests.ConnectionError:
-                ready = False
-            if ready and len(children) == 1 and children[0].connections(kind="tcp"):
-                break
+        while not both_listen(proc, {port, http_port}) and time.monotonic() < deadline:
             time.sleep(0.2)
-        (child,) = psutil.Process(proc.pid).children()
-        listening = {c.laddr.port for c in child.connections(kind="tcp") if c.status == "LISTEN"}
-        assert {port, http_port} <= listening
-        for i in range(1, 9):  # new connections each time; the kernel spreads them
-            grpc_export(f"127.0.0.1:{port}", request_with_span(span_byte=i))
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-        with sqlite3.connect(tmp_path / "workers.db") as conn:
-            assert conn.execute("SELECT COUNT(*) FROM endpoint_usage").fetchone() == (8,)
-        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+        assert requests.get(f"http://127.0.0.1:{http_port}/readiness", timeout=5).ok
+        yield Workers(proc, port, http_port, database)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
+
+
+def test_two_workers_share_the_ports_and_stop_on_sigterm(tmp_path):
+    with two_workers(tmp_path) as workers:
+        child = workers.child
+        assert {workers.port, workers.http_port} <= listening_ports(child)
+        for i in range(1, 9):  # new connections each time; the kernel spreads them
+            grpc_export(f"127.0.0.1:{workers.port}", request_with_span(span_byte=i))
+        workers.proc.send_signal(signal.SIGTERM)
+        assert workers.proc.wait(30) == 0
+        with sqlite3.connect(workers.database) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM endpoint_usage").fetchone() == (8,)
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+def test_rate_limit_holds_across_workers(tmp_path):
+    burst = 5
+    with two_workers(
+        tmp_path,
+        API_KEYS="k",
+        RATE_LIMIT_REQUESTS_PER_MINUTE="1",  # refills one token a minute: none in the test
+        RATE_LIMIT_BURST=str(burst),
+    ) as workers:
+        statuses = []
+        # A new connection per request (no session): the kernel spreads 40 connections over
+        # both workers; with a bucket per worker up to twice the burst would be accepted.
+        for i in range(40):
+            response = requests.post(
+                f"http://127.0.0.1:{workers.http_port}/v1/traces",
+                data=request_with_span(span_byte=i + 1).SerializeToString(),
+                headers={"Content-Type": "application/x-protobuf", "x-api-key": "k"},
+                timeout=10,
+            )
+            statuses.append(response.status_code)
+        workers.proc.send_signal(signal.SIGTERM)
+        assert workers.proc.wait(30) == 0
+    assert statuses.count(200) == burst
+    assert statuses.count(429) == 40 - burst
+    with sqlite3.connect(workers.database) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM endpoint_usage").fetchone() == (burst,)
