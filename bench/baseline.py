@@ -1,6 +1,7 @@
-"""BASELINE — a minimal seed-003-style processor, for comparison only. Not the product.
+"""BASELINE — a minimal processor written the way the original Telemetry Processor Service
+design writes rows, for comparison only. Not the product.
 
-The way seed 003 wrote rows: a synchronous gRPC server on a thread pool; per request, open a
+A synchronous gRPC server on a thread pool; per request, open a
 SQLAlchemy ORM session, turn each span into an ORM object (``session.add``) and commit once
 per request. Same tables (``processor.storage.schema``), same hashing of identifiers; none of the
 product's group commit, COPY or idempotent ids (ids are ``uuid4``).
@@ -36,7 +37,7 @@ def hash_id(value: Any) -> str | None:
 
 
 def extract(kvs: Any) -> dict[str, Any]:
-    """The seed's AttributeExtractor: every attribute into a dict."""
+    """The original design's AttributeExtractor: every attribute into a dict."""
     out: dict[str, Any] = {}
     for kv in kvs:
         kind = kv.value.WhichOneof("value")

@@ -4,7 +4,7 @@ Phases (each on freshly truncated tables, committed rows counted in the database
 
 1. processor, max: ``telemetry-processor serve --workers N`` on PostgreSQL, closed loop.
 2. processor, half: the same server, open loop at half the measured maximum; p99 latency.
-3. baseline: the seed-003-style ORM processor (``bench/baseline.py``), closed loop.
+3. baseline: the ORM processor in the style of the original design (``bench/baseline.py``), closed loop.
 4. limit: raw psycopg COPY of pre-built rows (``bench/limit.py``).
 5. SQLite: the processor on a SQLite file, closed loop.
 6. overload (``--overload``): a fresh server, open loop at 3x the sustainable rate, every
@@ -568,7 +568,7 @@ def run_baseline(args: argparse.Namespace, workload: Workload, rnd: int) -> Figu
             duration=args.baseline_duration,
             warmup=min(args.warmup, 2.0),
         )
-    report_phase("BASELINE (seed-003 style ORM)", figures)
+    report_phase("BASELINE (original-design ORM)", figures)
     return figures
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -235,9 +237,9 @@ def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
     """N processes on the same ports; the kernel spreads connections (not requests) among them.
 
     This process is worker 0 and starts the others, so no idle supervisor holds memory. It
-    creates the rate-limit buckets they all share, so a project's limit holds across workers.
+    creates the rate-limit buckets they all share, so a project's limit holds across workers,
+    and the directory where their metrics meet, so any worker's /metrics counts them all.
     """
-
     if settings.port == 0 or settings.http_port == 0:
         print("telemetry-processor: --workers needs fixed ports", file=sys.stderr)
         return 2
@@ -258,6 +260,13 @@ def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, early)
     signal.signal(signal.SIGINT, early)
     buckets = SharedBuckets.create()
+    owned_metrics_dir = None
+    if settings.metrics_dir is None:
+        owned_metrics_dir = tempfile.mkdtemp(prefix="telemetry-processor-metrics-")
+        # prometheus_client reads it when first imported (not yet: processor.server is
+        # imported in run()), here and in the workers, which inherit the environment.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = owned_metrics_dir
+        settings = settings.replace(metrics_dir=owned_metrics_dir)
     pipes = []
     for _ in range(settings.workers - 1):
         read, write = os.pipe()
@@ -287,6 +296,8 @@ def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
         forward(signal.SIGTERM)
         for proc in others:
             proc.wait()
+        if owned_metrics_dir is not None:
+            shutil.rmtree(owned_metrics_dir, ignore_errors=True)
     return max([code, *(proc.returncode or 0 for proc in others)])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 
 import structlog
 
@@ -52,7 +53,10 @@ class App:
         )
         self.grpc = GrpcReceiver(settings, self.pipeline, self.auth)
         self.http = HttpReceiver(
-            settings, self.pipeline, self.auth, routes=health.routes(self.check_ready)
+            settings,
+            self.pipeline,
+            self.auth,
+            routes=health.routes(self.check_ready, settings.metrics_dir),
         )
         # Started stage by stage; the components of one stage stop together.
         self.stages: list[tuple[Component, ...]] = [
@@ -136,6 +140,7 @@ class App:
                 await self._monitor
         for stage in reversed(self.stages):
             await asyncio.gather(*(component.shutdown(grace) for component in stage))
+        self_metrics.worker_stopped(os.getpid(), self.settings.metrics_dir)
         log.info("stopped")
 
     def _warn_if_open(self) -> None:

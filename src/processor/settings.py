@@ -41,6 +41,9 @@ class Settings:
     # Group commit: most rows written in one transaction.
     writer_max_rows: int = 20000
     workers: int = 1
+    # Where the workers' metrics meet (prometheus_client's multiprocess mode); `serve
+    # --workers N` makes one when unset.
+    metrics_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -54,7 +57,10 @@ class Settings:
         if url:
             values["database_url"] = url
 
-        for var, name in (("BIND_ADDRESS", "bind_address"),):
+        for var, name in (
+            ("BIND_ADDRESS", "bind_address"),
+            ("PROMETHEUS_MULTIPROC_DIR", "metrics_dir"),
+        ):
             if env.get(var):
                 values[name] = env[var].strip()
         ints = {

@@ -1,4 +1,5 @@
-"""The seeds' JSON ingestion APIs: seed 000 ``/api/v1/logs``, seed 001 ``/api/v1/ingest``."""
+"""The JSON ingestion APIs: the Telling Logger API ``/api/v1/logs`` and the Log Ingestion API
+``/api/v1/ingest``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from processor.mapping.privacy import make_hasher
 
 hash_id = make_hasher()
 
-# Seed 000's example request body, verbatim.
-SEED_000_LOG = {
+# The Telling Logger API's example request body, verbatim.
+TELLING_LOGGER_LOG = {
     "id": "1700000000000",
     "type": "analytics",
     "level": "info",
@@ -52,8 +53,8 @@ PERFORMANCE_LOG = {
     "device": {"platform": "Android", "appVersion": "1.2.1"},
 }
 
-# Seed 001's example request body, verbatim.
-SEED_001_EVENT = {
+# The Log Ingestion API's example request body, verbatim.
+LOG_INGESTION_EVENT = {
     "event_id": "unique-event-id",
     "timestamp": "2024-01-15T10:30:00Z",
     "event_type": "behavioral",
@@ -91,11 +92,11 @@ def event(event_id: str, event_type: str, name: str, **properties: object) -> di
     }
 
 
-# --- seed 000 -----------------------------------------------------------------------------------
+# --- Telling Logger API -------------------------------------------------------------------------
 
 
-def test_seed_000_example_lands_log_and_user_properties(server, db):
-    response = post(server, "/api/v1/logs", [SEED_000_LOG])
+def test_telling_logger_example_lands_log_and_user_properties(server, db):
+    response = post(server, "/api/v1/logs", [TELLING_LOGGER_LOG])
     assert response.status_code == 200, response.text
     assert response.json() == {"success": True, "received": 1}
 
@@ -112,7 +113,7 @@ def test_seed_000_example_lands_log_and_user_properties(server, db):
     assert (log["app_version"], log["app_build_number"]) == ("1.2.0", "42")
     metadata = db.json(log["metadata"])
     assert metadata["login_method"] == "google"
-    # Kept in the log for historical segmentation, as seed 000 asks.
+    # Kept in the log for historical segmentation, as the Telling Logger API asks.
     assert metadata["_user_properties"]["subscription_tier"] == "premium"
 
     props = {r["property_key"]: r for r in db.rows("user_properties")}
@@ -128,8 +129,8 @@ def test_seed_000_example_lands_log_and_user_properties(server, db):
         assert raw not in dump
 
 
-def test_seed_000_performance_log_becomes_metrics(server, db):
-    response = post(server, "/api/v1/logs", [PERFORMANCE_LOG, SEED_000_LOG])
+def test_telling_logger_performance_log_becomes_metrics(server, db):
+    response = post(server, "/api/v1/logs", [PERFORMANCE_LOG, TELLING_LOGGER_LOG])
     assert response.status_code == 200, response.text
     assert response.json() == {"success": True, "received": 2}
     assert db.count("logs") == 2
@@ -145,8 +146,8 @@ def test_seed_000_performance_log_becomes_metrics(server, db):
     assert "john@example.com" not in db.dump()
 
 
-def test_seed_000_accepts_a_single_object_and_gzip(server, db):
-    body = gzip.compress(orjson.dumps(SEED_000_LOG))
+def test_telling_logger_accepts_a_single_object_and_gzip(server, db):
+    body = gzip.compress(orjson.dumps(TELLING_LOGGER_LOG))
     response = requests.post(
         f"{server.http_url}/api/v1/logs",
         data=body,
@@ -158,19 +159,19 @@ def test_seed_000_accepts_a_single_object_and_gzip(server, db):
     assert db.count("logs") == 1
 
 
-def test_seed_000_retry_is_idempotent(server, db):
+def test_telling_logger_retry_is_idempotent(server, db):
     for _ in range(3):
-        response = post(server, "/api/v1/logs", [SEED_000_LOG, PERFORMANCE_LOG])
+        response = post(server, "/api/v1/logs", [TELLING_LOGGER_LOG, PERFORMANCE_LOG])
         assert response.status_code == 200
     assert db.count("logs") == 2
     assert db.count("performance_metrics") == 2
     assert db.count("user_properties") == 3
 
 
-def test_seed_000_older_user_property_does_not_overwrite_newer(server, db):
+def test_telling_logger_older_user_property_does_not_overwrite_newer(server, db):
     def log(log_id: str, when: str, tier: str) -> dict:
         return {
-            **SEED_000_LOG,
+            **TELLING_LOGGER_LOG,
             "id": log_id,
             "timestamp": when,
             "metadata": {"_user_properties": {"subscription_tier": tier}},
@@ -189,23 +190,23 @@ def test_seed_000_older_user_property_does_not_overwrite_newer(server, db):
     assert db.count("logs") == 3
 
 
-def test_seed_000_same_client_id_from_two_users_keeps_both(server, db):
+def test_telling_logger_same_client_id_from_two_users_keeps_both(server, db):
     """Client ids are epoch milliseconds: two devices can send the same one."""
-    other = {**SEED_000_LOG, "userId": "user_456", "sessionId": "user_456_1700000000000"}
-    assert post(server, "/api/v1/logs", [SEED_000_LOG]).status_code == 200
+    other = {**TELLING_LOGGER_LOG, "userId": "user_456", "sessionId": "user_456_1700000000000"}
+    assert post(server, "/api/v1/logs", [TELLING_LOGGER_LOG]).status_code == 200
     assert post(server, "/api/v1/logs", [other]).status_code == 200
     users = sorted(r["user_id"] for r in db.rows("logs"))
     assert users == sorted([hash_id("user_123"), hash_id("user_456")])
 
 
-def test_seed_000_bad_field_is_400_naming_it(server, db):
+def test_telling_logger_bad_field_is_400_naming_it(server, db):
     cases = [
-        ({**SEED_000_LOG, "level": "loud"}, "[0].level"),
-        ({**SEED_000_LOG, "type": "weird"}, "[0].type"),
-        ({**SEED_000_LOG, "timestamp": "yesterday"}, "[0].timestamp"),
-        ({k: v for k, v in SEED_000_LOG.items() if k != "message"}, "[0].message"),
-        ({**SEED_000_LOG, "metadata": "not an object"}, "[0].metadata"),
-        ({**SEED_000_LOG, "device": ["iOS"]}, "[0].device"),
+        ({**TELLING_LOGGER_LOG, "level": "loud"}, "[0].level"),
+        ({**TELLING_LOGGER_LOG, "type": "weird"}, "[0].type"),
+        ({**TELLING_LOGGER_LOG, "timestamp": "yesterday"}, "[0].timestamp"),
+        ({k: v for k, v in TELLING_LOGGER_LOG.items() if k != "message"}, "[0].message"),
+        ({**TELLING_LOGGER_LOG, "metadata": "not an object"}, "[0].metadata"),
+        ({**TELLING_LOGGER_LOG, "device": ["iOS"]}, "[0].device"),
     ]
     for item, field in cases:
         response = post(server, "/api/v1/logs", [item])
@@ -215,13 +216,15 @@ def test_seed_000_bad_field_is_400_naming_it(server, db):
         assert body["field"] == field
         assert field in body["error"]
     # One bad item refuses the whole request: nothing is stored.
-    response = post(server, "/api/v1/logs", [SEED_000_LOG, {**SEED_000_LOG, "level": 7}])
+    response = post(
+        server, "/api/v1/logs", [TELLING_LOGGER_LOG, {**TELLING_LOGGER_LOG, "level": 7}]
+    )
     assert response.status_code == 400
     assert response.json()["field"] == "[1].level"
     assert db.count("logs") == 0 and db.count("user_properties") == 0
 
 
-def test_seed_000_malformed_json_is_400(server, db):
+def test_telling_logger_malformed_json_is_400(server, db):
     response = requests.post(
         f"{server.http_url}/api/v1/logs",
         data=b"[{",
@@ -232,11 +235,11 @@ def test_seed_000_malformed_json_is_400(server, db):
     assert response.headers["Content-Type"].startswith("application/json")
 
 
-# --- seed 001 -----------------------------------------------------------------------------------
+# --- Log Ingestion API --------------------------------------------------------------------------
 
 
-def test_seed_001_example_ingest(server, db):
-    response = post(server, "/api/v1/ingest", SEED_001_EVENT)
+def test_log_ingestion_example_ingest(server, db):
+    response = post(server, "/api/v1/ingest", LOG_INGESTION_EVENT)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["success"] is True and body["received"] == 1
@@ -261,13 +264,13 @@ def test_seed_001_example_ingest(server, db):
         assert db.count(table) == 0
 
     # Retried with the same event_id: still one row.
-    assert post(server, "/api/v1/ingest", SEED_001_EVENT).status_code == 200
+    assert post(server, "/api/v1/ingest", LOG_INGESTION_EVENT).status_code == 200
     assert db.count("logs") == 1
     dump = db.dump()
     assert "user-123" not in dump and "session-456" not in dump
 
 
-def test_seed_001_batch_routes_each_event_type(server, db):
+def test_log_ingestion_batch_routes_each_event_type(server, db):
     events = [
         event("e-perf", "performance", "api_latency", value=123.4, unit="ms"),
         event("e-perf-2", "performance", "cold_start", duration_ms=900),
@@ -322,7 +325,7 @@ def test_seed_001_batch_routes_each_event_type(server, db):
     assert db.count("user_activity") == 3
 
 
-def test_seed_001_batch_over_max_batch_size_is_400(make_server, db):
+def test_log_ingestion_batch_over_max_batch_size_is_400(make_server, db):
     server = make_server(max_batch_size=3)
     events = [event(f"e-{i}", "telemetry", "tick") for i in range(4)]
     response = post(server, "/api/v1/batch-ingest", {"logs": events})
@@ -333,20 +336,20 @@ def test_seed_001_batch_over_max_batch_size_is_400(make_server, db):
     response = post(server, "/api/v1/batch-ingest", {"logs": events[:3]})
     assert response.status_code == 200
     assert db.count("logs") == 3
-    # Seed 000's array is bounded by the same setting.
-    logs = [{**SEED_000_LOG, "id": str(i)} for i in range(4)]
+    # The Telling Logger API's array is bounded by the same setting.
+    logs = [{**TELLING_LOGGER_LOG, "id": str(i)} for i in range(4)]
     response = post(server, "/api/v1/logs", logs)
     assert response.status_code == 400
     assert response.json()["field"] == "body"
     assert db.count("logs") == 3
 
 
-def test_seed_001_bad_fields_are_400_naming_them(server, db):
-    bad_type = copy.deepcopy(SEED_001_EVENT)
+def test_log_ingestion_bad_fields_are_400_naming_them(server, db):
+    bad_type = copy.deepcopy(LOG_INGESTION_EVENT)
     bad_type["event_type"] = "gossip"
-    no_name = {k: v for k, v in SEED_001_EVENT.items() if k != "event_name"}
-    bad_props = {**SEED_001_EVENT, "properties": [1, 2]}
-    bad_time = {**SEED_001_EVENT, "timestamp": "15/01/2024"}
+    no_name = {k: v for k, v in LOG_INGESTION_EVENT.items() if k != "event_name"}
+    bad_props = {**LOG_INGESTION_EVENT, "properties": [1, 2]}
+    bad_time = {**LOG_INGESTION_EVENT, "timestamp": "15/01/2024"}
     no_value = event("e-x", "performance", "api_latency", unit="ms")
     for body, field in (
         (bad_type, "event_type"),
@@ -354,7 +357,7 @@ def test_seed_001_bad_fields_are_400_naming_them(server, db):
         (bad_props, "properties"),
         (bad_time, "timestamp"),
         (no_value, "properties.value"),
-        ([SEED_001_EVENT], "body"),
+        ([LOG_INGESTION_EVENT], "body"),
     ):
         response = post(server, "/api/v1/ingest", body)
         assert response.status_code == 400, (field, response.text)
@@ -363,9 +366,9 @@ def test_seed_001_bad_fields_are_400_naming_them(server, db):
 
     for body, field in (
         ({"logs": []}, "logs"),
-        ({"events": [SEED_001_EVENT]}, "logs"),
-        ({"logs": [SEED_001_EVENT, "x"]}, "logs[1]"),
-        ({"logs": [SEED_001_EVENT, bad_type]}, "logs[1].event_type"),
+        ({"events": [LOG_INGESTION_EVENT]}, "logs"),
+        ({"logs": [LOG_INGESTION_EVENT, "x"]}, "logs[1]"),
+        ({"logs": [LOG_INGESTION_EVENT, bad_type]}, "logs[1].event_type"),
     ):
         response = post(server, "/api/v1/batch-ingest", body)
         assert response.status_code == 400, (field, response.text)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import _free_port
 from tests.integration.test_security import grpc_export, request_with_span
@@ -46,6 +47,22 @@ def listening_ports(process: psutil.Process) -> set[int]:
         return {c.laddr.port for c in process.connections(kind="tcp") if c.status == "LISTEN"}
     except psutil.NoSuchProcess:
         return set()
+
+
+def spans_received(http_port: int) -> float:
+    """processor_items_received for gRPC spans, as one scrape of /metrics reports it."""
+    # No keep-alive: each scrape is a new connection, so either worker may answer it.
+    text = requests.get(
+        f"http://127.0.0.1:{http_port}/metrics", headers={"Connection": "close"}, timeout=5
+    ).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "processor_items_received_total" and sample.labels == {
+                "signal": "traces",
+                "receiver": "grpc",
+            }:
+                return sample.value
+    return 0.0
 
 
 @contextlib.contextmanager
@@ -83,6 +100,9 @@ def test_two_workers_share_the_ports_and_stop_on_sigterm(tmp_path):
         assert {workers.port, workers.http_port} <= listening_ports(child)
         for i in range(1, 9):  # new connections each time; the kernel spreads them
             grpc_export(f"127.0.0.1:{workers.port}", request_with_span(span_byte=i))
+        # Whichever worker answers the scrape, it counts the spans both received.
+        for _ in range(4):
+            assert spans_received(workers.http_port) == 8
         workers.proc.send_signal(signal.SIGTERM)
         assert workers.proc.wait(30) == 0
         with sqlite3.connect(workers.database) as conn:

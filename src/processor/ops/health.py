@@ -12,8 +12,9 @@ from processor.ops import self_metrics
 Ready = Callable[[], Awaitable[bool]]
 
 
-def routes(ready: Ready) -> list[web.RouteDef]:
-    """``ready()`` says whether the database answers; health and readiness follow it."""
+def routes(ready: Ready, metrics_dir: str | None = None) -> list[web.RouteDef]:
+    """``ready()`` says whether the database answers; health and readiness follow it.
+    ``metrics_dir``: the workers' shared metrics, when there are several."""
 
     async def health(_request: web.Request) -> web.Response:
         up = await ready()
@@ -32,7 +33,7 @@ def routes(ready: Ready) -> list[web.RouteDef]:
         )
 
     async def metrics(_request: web.Request) -> web.Response:
-        body, content_type = self_metrics.exposition()
+        body, content_type = self_metrics.exposition(metrics_dir)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     return [

@@ -1,8 +1,20 @@
-"""The service's own Prometheus metrics, served at ``/metrics`` on the HTTP port."""
+"""The service's own Prometheus metrics, served at ``/metrics`` on the HTTP port.
+
+With several workers, prometheus_client's multiprocess mode keeps each worker's values in
+``Settings.metrics_dir`` and any worker's ``/metrics`` answers the sum over all of them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 ITEMS_RECEIVED = Counter(
     "processor_items_received",
@@ -32,13 +44,35 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 ROWS_WRITTEN = Counter("processor_rows_written", "Rows sent to the database per table", ["table"])
+# Across workers: in-flight work adds up; the database is up when every running worker says so.
 INFLIGHT_REQUESTS = Gauge(
-    "processor_inflight_requests", "Export requests admitted and not answered"
+    "processor_inflight_requests",
+    "Export requests admitted and not answered",
+    multiprocess_mode="livesum",
 )
-INFLIGHT_BYTES = Gauge("processor_inflight_bytes", "Bytes of admitted export requests not answered")
-DATABASE_UP = Gauge("processor_database_up", "1 when the last database check succeeded")
+INFLIGHT_BYTES = Gauge(
+    "processor_inflight_bytes",
+    "Bytes of admitted export requests not answered",
+    multiprocess_mode="livesum",
+)
+DATABASE_UP = Gauge(
+    "processor_database_up",
+    "1 when the last database check succeeded",
+    multiprocess_mode="livemin",
+)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics in Prometheus' text format, and its content type."""
-    return generate_latest(), CONTENT_TYPE_LATEST
+def exposition(metrics_dir: str | None = None) -> tuple[bytes, str]:
+    """The metrics in Prometheus' text format, and its content type; with ``metrics_dir``,
+    summed over every worker."""
+    if metrics_dir is None:
+        return generate_latest(), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=metrics_dir)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def worker_stopped(pid: int, metrics_dir: str | None) -> None:
+    """Drop a stopped worker's live gauges from the sums."""
+    if metrics_dir is not None:
+        multiprocess.mark_process_dead(pid, metrics_dir)
