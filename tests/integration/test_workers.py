@@ -89,8 +89,10 @@ def two_workers(tmp_path: Path, **env: str) -> Iterator[Workers]:
         assert requests.get(f"http://127.0.0.1:{http_port}/readiness", timeout=5).ok
         yield Workers(proc, port, http_port, database)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # the test failed early: stop worker 0 and what it started
+            for process in [*psutil.Process(proc.pid).children(), psutil.Process(proc.pid)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
             proc.wait(10)
 
 
