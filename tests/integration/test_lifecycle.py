@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.integration.test_security import grpc_export, request_with_span
+from tests.helpers.otlp import grpc_export, request_with_span
 
 
 def test_shutdown_twice_is_harmless_and_stops_serving(server, db):

@@ -12,12 +12,12 @@ import time
 import psutil
 import requests
 
-from tests.conftest import _free_port
-from tests.integration.test_security import grpc_export, request_with_span
+from tests.helpers import free_port
+from tests.helpers.otlp import grpc_export, request_with_span
 
 
 def test_two_workers_share_the_ports_and_stop_on_sigterm(tmp_path):
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     url = f"sqlite:///{tmp_path}/workers.db"  # `serve` migrates it first
     env = {**os.environ, "ANALYTICS_DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(
