@@ -47,7 +47,9 @@ def test_two_workers_share_the_ports_and_stop_on_sigterm(tmp_path):
                 break
             time.sleep(0.2)
         (child,) = psutil.Process(proc.pid).children()
-        listening = {c.laddr.port for c in child.net_connections(kind="tcp") if c.status == "LISTEN"}
+        listening = {
+            c.laddr.port for c in child.net_connections(kind="tcp") if c.status == "LISTEN"
+        }
         assert {port, http_port} <= listening
         for i in range(1, 9):  # new connections each time; the kernel spreads them
             grpc_export(f"127.0.0.1:{port}", request_with_span(span_byte=i))
