@@ -295,3 +295,16 @@ def traces_wire(*span_bytes: bytes, resource: Attrs = None) -> bytes:
     scope = b"".join(ld(2, s) for s in span_bytes)  # ScopeSpans.spans = 2
     # request.resource_spans = 1; ResourceSpans.resource = 1, .scope_spans = 2
     return ld(1, ld(1, resource_bytes) + ld(2, scope))
+
+
+def malformed(good: bytes) -> dict[str, bytes]:
+    """Payloads no protobuf parser accepts, made from the valid request ``good``, by name."""
+    return {
+        "truncated": good[: len(good) // 2],
+        "truncated-tail": good[:-3],
+        "bad-varint": b"\xff" * 11,
+        "field-zero": b"\x00\x01",
+        "length-past-end": b"\x0a\xff\xff\xff\x0f" + good,
+        "stray-end-group": b"\x0c" + good,
+        "wire-type-7": b"\x0f" + good,
+    }

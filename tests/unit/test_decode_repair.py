@@ -17,6 +17,7 @@ from tests.helpers.otlp import (
     ld,
     log,
     logs,
+    malformed,
     metrics,
     nested_wire,
     number_point,
@@ -155,33 +156,16 @@ def test_log_body_nested_too_deep_is_cut_and_the_other_records_survive():
     assert kept == record
 
 
-GOOD = traces(span("good"), span("good-2", span_id=ids("good-2")[1])).SerializeToString()
+MALFORMED = {
+    **malformed(traces(span("good"), span("good-2", span_id=ids("good-2")[1])).SerializeToString()),
+    "bad-utf8-and-truncated": with_bad_utf8(trace_request(MARKER, b"").SerializeToString())[:-5],
+    "too-deep-and-truncated": traces_wire(
+        with_attribute_wire(span("x").SerializeToString(), 9, "d", nested_wire("kvlist", 80))
+    )[:-2],
+}
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        pytest.param(GOOD[: len(GOOD) // 2], id="truncated"),
-        pytest.param(GOOD[:-3], id="truncated-tail"),
-        pytest.param(b"\xff" * 11, id="bad-varint"),
-        pytest.param(b"\x00\x01", id="field-zero"),
-        pytest.param(b"\x0a\xff\xff\xff\x0f" + GOOD, id="length-past-end"),
-        pytest.param(b"\x0c" + GOOD, id="stray-end-group"),
-        pytest.param(b"\x0f" + GOOD, id="wire-type-7"),
-        pytest.param(
-            with_bad_utf8(trace_request(MARKER, b"").SerializeToString())[:-5],
-            id="bad-utf8-and-truncated",
-        ),
-        pytest.param(
-            traces_wire(
-                with_attribute_wire(
-                    span("x").SerializeToString(), 9, "d", nested_wire("kvlist", 80)
-                )
-            )[:-2],
-            id="too-deep-and-truncated",
-        ),
-    ],
-)
+@pytest.mark.parametrize("payload", MALFORMED.values(), ids=MALFORMED.keys())
 def test_truncated_or_garbage_payload_is_invalid(payload):
     with pytest.raises(InvalidRequest, match="malformed traces request"):
         decode(Signal.TRACES, payload)
