@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from processor.storage.migrate import compare_options
 from processor.storage.schema import Base
 
 config = context.config
@@ -29,13 +30,19 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            **compare_options(connection.dialect.name),
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = create_engine(database_url(), poolclass=pool.NullPool)
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata)
+        context.configure(
+            connection=conn, target_metadata=target_metadata, **compare_options(conn.dialect.name)
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

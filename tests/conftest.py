@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -29,14 +28,9 @@ from processor.mapping.rows import TABLES
 from processor.server import App
 from processor.settings import Settings
 from processor.storage.migrate import upgrade
+from tests.helpers import free_port
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _throwaway_postgres(base: str) -> tuple[str, subprocess.Popen[bytes] | None, str] | None:
@@ -54,7 +48,7 @@ def _throwaway_postgres(base: str) -> tuple[str, subprocess.Popen[bytes] | None,
     subprocess.run(
         [*run_as, initdb, "-D", data, "-U", user, "-A", "trust"], check=True, capture_output=True
     )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             *run_as,

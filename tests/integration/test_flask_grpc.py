@@ -7,7 +7,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
 from processor.mapping.privacy import make_hasher
-from tests.integration.sdk import grpc_tracer_provider
+from tests.helpers.sdk import grpc_tracer_provider
 
 hash_id = make_hasher()
 

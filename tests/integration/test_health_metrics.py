@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.sdk import grpc_tracer_provider, otel_logger
+from tests.helpers.sdk import grpc_tracer_provider, otel_logger
 
 OTLP_SERVICES = (
     "opentelemetry.proto.collector.trace.v1.TraceService",

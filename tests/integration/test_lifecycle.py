@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from processor.lifecycle import Component
-from tests.integration.test_security import grpc_export, request_with_span
+from tests.helpers.otlp import grpc_export, request_with_span
 
 
 def test_shutdown_twice_is_harmless_and_stops_serving(server, db):

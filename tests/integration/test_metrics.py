@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 
 from processor.mapping.privacy import make_hasher
-from tests.integration.sdk import resource
+from tests.helpers.sdk import resource
 
 hash_id = make_hasher()
 START = 1_700_000_000_000_000_000

@@ -21,7 +21,7 @@ from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.trace import SpanKind
 
 from processor.mapping.privacy import make_hasher
-from tests.integration.sdk import http_tracer_provider, otel_logger, resource
+from tests.helpers.sdk import http_tracer_provider, otel_logger, resource
 
 hash_id = make_hasher()
 

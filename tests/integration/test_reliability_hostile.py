@@ -7,7 +7,6 @@ error_message, sanitised ones are stored bounded, and the server keeps serving a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -29,11 +28,21 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-T0 = 1_700_000_000_000_000_000
-MS = 1_000_000
+from tests.helpers import otlp
+from tests.helpers.otlp import (
+    MS,
+    T0,
+    ids,
+    key_values,
+    malformed,
+    nested_wire,
+    span_hex,
+    traces_wire,
+)
+from tests.helpers.otlp import with_attribute_wire as with_attribute
+
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
@@ -47,33 +56,6 @@ RESPONSES: dict[str, Any] = {
 # --- building requests ----------------------------------------------------------------------
 
 
-def ids(tag: str) -> tuple[bytes, bytes]:
-    """A deterministic (trace id, span id) pair for ``tag``."""
-    digest = hashlib.blake2b(tag.encode(), digest_size=24).digest()
-    return digest[:16], digest[16:]
-
-
-def span_hex(tag: str) -> str:
-    return ids(tag)[1].hex()
-
-
-def kv(key: str, value: Any) -> KeyValue:
-    out = KeyValue(key=key)
-    if isinstance(value, AnyValue):
-        out.value.CopyFrom(value)
-    elif isinstance(value, str):
-        out.value.string_value = value
-    elif isinstance(value, bool):
-        out.value.bool_value = value
-    elif isinstance(value, int):
-        out.value.int_value = value
-    elif isinstance(value, float):
-        out.value.double_value = value
-    else:
-        raise TypeError(type(value))
-    return out
-
-
 def span(
     tag: str,
     attrs: dict[str, Any] | None = None,
@@ -83,49 +65,22 @@ def span(
     kind: int = Span.SPAN_KIND_INTERNAL,
     name: str | None = None,
 ) -> Span:
-    """A span that lands in feature_usage (``feature.name`` = tag unless overridden)."""
+    """A span that lands in feature_usage (``feature.name`` = tag unless overridden), with
+    ids derived from ``tag``."""
     trace_id, span_id = ids(tag)
-    out = Span(
+    return otlp.span(
+        tag if name is None else name,
+        {"feature.name": tag, **(attrs or {})},
+        kind=kind,
         trace_id=trace_id,
         span_id=span_id,
-        name=tag if name is None else name,
-        kind=kind,  # type: ignore[arg-type]
-        start_time_unix_nano=start,
-        end_time_unix_nano=start + 25 * MS if end is None else end,
+        start=start,
+        end=end,
     )
-    out.attributes.extend(kv(k, v) for k, v in {"feature.name": tag, **(attrs or {})}.items())
-    return out
 
 
 def traces(*spans: Span, resource: dict[str, Any] | None = None) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    rs.resource.attributes.extend(
-        kv(k, v) for k, v in {"service.name": "hostile", **(resource or {})}.items()
-    )
-    rs.scope_spans.add().spans.extend(spans)
-    return request
-
-
-def ld(field: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field, for requests the Python classes cannot build."""
-
-    def varint(n: int) -> bytes:
-        out = bytearray()
-        while n > 0x7F:
-            out.append((n & 0x7F) | 0x80)
-            n >>= 7
-        out.append(n)
-        return bytes(out)
-
-    return varint(field << 3 | 2) + varint(len(payload)) + payload
-
-
-def traces_wire(*span_bytes: bytes) -> bytes:
-    """ExportTraceServiceRequest{resource_spans{scope_spans{spans...}}} from raw span bytes."""
-    resource = traces().resource_spans[0].resource.SerializeToString()
-    scope = b"".join(ld(2, s) for s in span_bytes)  # ScopeSpans.spans = 2
-    return ld(1, ld(1, resource) + ld(2, scope))  # request.resource_spans, .resource, .scope_spans
+    return otlp.traces(*spans, resource={"service.name": "hostile", **(resource or {})})
 
 
 # --- talking to the server ------------------------------------------------------------------
@@ -182,20 +137,10 @@ def assert_no_retry_info(error: Any) -> None:
 
 # --- refused whole --------------------------------------------------------------------------
 
-GOOD = traces(span("good"), span("good-2")).SerializeToString()
+MALFORMED = malformed(traces(span("good"), span("good-2")).SerializeToString())
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        pytest.param(GOOD[: len(GOOD) // 2], id="truncated"),
-        pytest.param(GOOD[:-3], id="truncated-tail"),
-        pytest.param(b"\xff" * 11, id="bad-varint"),
-        pytest.param(b"\x00\x01", id="field-zero"),
-        pytest.param(b"\x0a\xff\xff\xff\x0f" + GOOD, id="length-past-end"),
-        pytest.param(b"\x0c" + GOOD, id="stray-end-group"),
-    ],
-)
+@pytest.mark.parametrize("payload", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_protobuf_is_invalid_argument(client, db, payload):
     error = client.refused(TRACES, payload)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -325,17 +270,6 @@ def test_nan_and_infinite_doubles(client, db):
     assert_still_serving(client, db, "after-nan")
 
 
-def nested_wire(kind: str, depth: int) -> bytes:
-    """An AnyValue nested ``depth`` times, as bytes (the Python classes refuse to build it)."""
-    value = AnyValue(string_value="bottom").SerializeToString()
-    for _ in range(depth):
-        if kind == "kvlist":  # AnyValue.kvlist_value{values{key, value}}
-            value = ld(6, ld(1, ld(1, b"k") + ld(2, value)))
-        else:  # AnyValue.array_value{values}
-            value = ld(5, ld(1, value))
-    return value
-
-
 def json_depth(value: Any) -> int:
     if isinstance(value, dict):
         return 1 + max((json_depth(v) for v in value.values()), default=0)
@@ -351,8 +285,10 @@ def json_depth(value: Any) -> int:
 )
 def test_values_nested_100_deep(client, db, kind, depth):
     nested = nested_wire(kind, depth)
-    deep = span("deep").SerializeToString() + ld(9, ld(1, b"deep") + ld(2, nested))
-    request = traces_wire(deep, span("deep-good").SerializeToString())
+    deep = with_attribute(span("deep").SerializeToString(), 9, "deep", nested)  # Span.attributes
+    request = traces_wire(
+        deep, span("deep-good").SerializeToString(), resource={"service.name": "hostile"}
+    )
     reply = client.call(TRACES, request)
     assert not reply.HasField("partial_success")
     rows = feature_rows(db)
@@ -399,7 +335,7 @@ def test_one_megabyte_strings_are_truncated(client, db):
     scope = logs.resource_logs.add().scope_logs.add()
     record = scope.log_records.add(time_unix_nano=T0, severity_number=9)
     record.body.string_value = mb
-    record.attributes.append(kv("big.attribute", mb))
+    record.attributes.extend(key_values({"big.attribute": mb}))
     reply = client.call(LOGS, logs)
     assert not reply.HasField("partial_success")
     [log] = db.rows("logs")

@@ -24,20 +24,18 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as HttpSpanExporter,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import format_span_id
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tests.integration.sdk import resource
-from tests.integration.tcp_proxy import TcpProxy
-
-TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-DEADLINE = 90.0  # seconds any one wait may take before the test fails
+from tests.helpers import DEADLINE, wait_for
+from tests.helpers.otlp import TRACE_EXPORT, span, traces
+from tests.helpers.sdk import resource
+from tests.helpers.storage import stored_counts, writes_held
+from tests.helpers.tcp_proxy import TcpProxy
 
 
 class Collect(SpanProcessor):
@@ -57,19 +55,6 @@ def make_spans(tracer_provider: TracerProvider, collect: Collect, n: int, tag: s
             pass
     spans, collect.spans = collect.spans, []
     return spans
-
-
-def span_hex(span: ReadableSpan) -> str:
-    assert span.context is not None
-    return format(span.context.span_id, "016x")
-
-
-def wait_for(predicate: Any, what: str, timeout: float = DEADLINE) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Producer(threading.Thread):
@@ -94,7 +79,7 @@ class Producer(threading.Thread):
             while not self.stop.is_set():
                 spans = make_spans(self.provider, self.collect, 5, f"{self.tag}-{batch_no}")
                 batch_no += 1
-                ids = [span_hex(s) for s in spans]
+                ids = [format_span_id(s.context.span_id) for s in spans if s.context]
                 self.produced.extend(ids)
                 end = time.monotonic() + DEADLINE
                 while self.exporter.export(spans) != SpanExportResult.SUCCESS:
@@ -109,17 +94,8 @@ class Producer(threading.Thread):
 
 
 def probe_request(span_id: bytes) -> bytes:
-    request = ExportTraceServiceRequest()
-    span = request.resource_spans.add().scope_spans.add().spans.add()
-    span.trace_id = b"\x0b" * 16
-    span.span_id = span_id
-    span.name = "probe"
-    span.start_time_unix_nano = 1_700_000_000_000_000_000
-    span.end_time_unix_nano = 1_700_000_000_100_000_000
-    kv = span.attributes.add()
-    kv.key = "feature.name"
-    kv.value.string_value = "probe"
-    return request.SerializeToString()
+    probe = span("probe", {"feature.name": "probe"}, trace_id=b"\x0b" * 16, span_id=span_id)
+    return traces(probe).SerializeToString()
 
 
 @pytest.fixture
@@ -129,13 +105,6 @@ def pg_proxy(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     yield proxy, proxied
     proxy.close()
-
-
-def stored_span_ids(db: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in db.rows("feature_usage"):
-        counts[row["span_id"]] = counts.get(row["span_id"], 0) + 1
-    return counts
 
 
 @pytest.mark.postgres
@@ -231,7 +200,7 @@ def test_database_outage_is_retryable_and_loses_nothing(make_server, db, pg_prox
     produced = [i for p in producers for i in p.produced]
     assert len(produced) == len(set(produced))
     assert sorted(produced) == sorted(i for p in producers for i in p.acked)
-    stored = stored_span_ids(db)
+    stored = stored_counts(db)
     assert {i: n for i, n in stored.items() if n != 1} == {}
     assert set(stored) == {*produced, "01" * 8, "02" * 8}
     assert proxy.refused > 0  # the processor did try to reconnect during the outage
@@ -265,10 +234,8 @@ def test_cancelled_transaction_is_retried_not_rejected(make_server, db):
             ).scalars()
         )
 
-    with db.engine.connect() as conn:
-        lock = conn.begin()
-        # SHARE mode: the writer can create and fill its staging table, then waits to insert.
-        conn.execute(text("LOCK TABLE feature_usage IN SHARE MODE"))
+    # SHARE mode: the writer can create and fill its staging table, then waits to insert.
+    with writes_held(db, "SHARE"):
         sender = threading.Thread(target=send_blocked)
         sender.start()
         with db.engine.connect() as admin:
@@ -276,7 +243,6 @@ def test_cancelled_transaction_is_retried_not_rejected(make_server, db):
             for pid in waiting_writers(admin):
                 admin.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
         sender.join(60)
-        lock.rollback()
     [failure] = outcome
     assert isinstance(failure, grpc.RpcError)
     assert failure.code() == grpc.StatusCode.UNAVAILABLE
@@ -287,5 +253,5 @@ def test_cancelled_transaction_is_retried_not_rejected(make_server, db):
         reply = export(probe_request(bytes([0x10 + n]) * 8), timeout=60)
         assert not reply.HasField("partial_success"), reply.partial_success.error_message
     channel.close()
-    stored = stored_span_ids(db)
+    stored = stored_counts(db)
     assert stored == {f"{n:02x}" * 8: 1 for n in [3, *range(0x10, 0x1A)]}

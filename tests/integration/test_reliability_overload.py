@@ -7,12 +7,8 @@ the bound is reached deterministically; then the lock is released and clients re
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,40 +18,11 @@ import requests
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-DEADLINE = 90.0
-T0 = 1_700_000_000_000_000_000
-
-
-def trace_request(tag: str, spans: int, *, pad: int = 0) -> tuple[bytes, list[str]]:
-    """A request of ``spans`` feature spans with ids derived from ``tag`` (so retries match)."""
-    request = ExportTraceServiceRequest()
-    scope = request.resource_spans.add().scope_spans.add()
-    ids = []
-    for i in range(spans):
-        span_id = hashlib.blake2b(f"{tag}/{i}".encode(), digest_size=8).digest()
-        span = scope.spans.add()
-        span.trace_id = hashlib.blake2b(tag.encode(), digest_size=16).digest()
-        span.span_id = span_id
-        span.name = f"{tag}-{i}"
-        span.start_time_unix_nano = T0 + i
-        span.end_time_unix_nano = T0 + i + 1_000_000
-        kv = span.attributes.add()
-        kv.key = "feature.name"
-        kv.value.string_value = "overload"
-        if pad:
-            kv = span.attributes.add()
-            kv.key = "padding"
-            kv.value.bytes_value = b"\x00" * pad
-        ids.append(span_id.hex())
-    return request.SerializeToString(), ids
+from tests.helpers import DEADLINE, wait_for
+from tests.helpers.otlp import TRACE_EXPORT, trace_request
+from tests.helpers.storage import stored_counts, writes_held
 
 
 @dataclass
@@ -162,43 +129,6 @@ class Sender(threading.Thread):
         return [a for a in self.attempts if a.status == OVERLOADED[protocol]]
 
 
-@contextlib.contextmanager
-def database_locked(db: Any) -> Iterator[None]:
-    """Hold a lock that makes every write to feature_usage wait (reads still work)."""
-    if db.is_postgres:
-        with db.engine.connect() as conn:
-            transaction = conn.begin()
-            conn.execute(text("LOCK TABLE feature_usage IN ACCESS EXCLUSIVE MODE"))
-            try:
-                yield
-            finally:
-                transaction.rollback()
-    else:
-        path = make_url(db.url).database
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            conn.execute("ROLLBACK")
-            conn.close()
-
-
-def stored_counts(db: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in db.rows("feature_usage"):
-        counts[row["span_id"]] = counts.get(row["span_id"], 0) + 1
-    return counts
-
-
-def wait_for(predicate: Any, what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def assert_still_answering(server: Any) -> None:
     """Health, liveness and readiness answer while exports are being refused."""
     with grpc.insecure_channel(server.grpc_endpoint) as channel:
@@ -217,7 +147,7 @@ def test_beyond_the_inflight_bound_clients_are_told_to_retry(make_server, db, pr
         Sender(make_client(protocol, server), [trace_request(f"{protocol}-locked-{n}", 3)])
         for n in range(8)
     ]
-    with database_locked(db):
+    with writes_held(db, "ACCESS EXCLUSIVE"):
         for s in senders:
             s.start()
         # Two requests are admitted and wait for the lock; the other six are refused.
@@ -284,7 +214,7 @@ def test_inflight_bytes_bound(make_server, db):
 
     first, first_ids = trace_request("bytes-first", 1, pad=600_000)
     second, second_ids = trace_request("bytes-second", 1, pad=600_000)
-    with database_locked(db):
+    with writes_held(db, "ACCESS EXCLUSIVE"):
         blocked = Sender(GrpcClient(server.grpc_endpoint), [(first, first_ids)])
         blocked.start()
         # The first is admitted and waits for the lock; the second would exceed the bound.

@@ -8,39 +8,25 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 import requests
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-DEADLINE = 90.0
-T0 = 1_700_000_000_000_000_000
+from tests.helpers import DEADLINE, free_port, wait_for
+from tests.helpers.otlp import TRACE_EXPORT, trace_request
+from tests.helpers.storage import stored_counts, writes_held
+
 EXECUTABLE = Path(sys.executable).with_name("telemetry-processor")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Process:
@@ -111,25 +97,6 @@ def process(database_url: str, tmp_path: Path) -> Iterator[Process]:
     p = Process(database_url, tmp_path / "server.log")
     yield p
     p.stop()
-
-
-def trace_request(tag: str, spans: int = 10) -> tuple[bytes, list[str]]:
-    request = ExportTraceServiceRequest()
-    scope = request.resource_spans.add().scope_spans.add()
-    ids = []
-    for i in range(spans):
-        span_id = hashlib.blake2b(f"{tag}/{i}".encode(), digest_size=8).digest()
-        span = scope.spans.add(
-            trace_id=hashlib.blake2b(tag.encode(), digest_size=16).digest(),
-            span_id=span_id,
-            name=f"{tag}-{i}",
-            start_time_unix_nano=T0 + i,
-            end_time_unix_nano=T0 + i + 1_000_000,
-        )
-        attr = span.attributes.add(key="feature.name")
-        attr.value.string_value = "process"
-        ids.append(span_id.hex())
-    return request.SerializeToString(), ids
 
 
 class Client(threading.Thread):
@@ -223,20 +190,6 @@ def stop_clients(clients: list[Client]) -> None:
         assert c.error is None, c.error
 
 
-def wait_for(predicate: Any, what: str) -> None:
-    end = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def stored_counts(db: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in db.rows("feature_usage"):
-        counts[row["span_id"]] = counts.get(row["span_id"], 0) + 1
-    return counts
-
-
 def acked(clients: list[Client]) -> list[str]:
     return [i for c in clients for i in c.acked]
 
@@ -257,32 +210,11 @@ def test_sigterm_under_load_exits_zero_and_keeps_everything_acknowledged(process
     assert all(n == 1 for n in stored.values())
 
 
-@contextlib.contextmanager
-def writes_blocked(db: Any) -> Iterator[None]:
-    """Hold a lock so the processor's inserts wait (its reads do not)."""
-    if db.is_postgres:
-        with db.engine.connect() as conn:
-            transaction = conn.begin()
-            conn.execute(text("LOCK TABLE feature_usage IN SHARE MODE"))
-            try:
-                yield
-            finally:
-                transaction.rollback()
-    else:
-        conn = sqlite3.connect(make_url(db.url).database or "", isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            conn.execute("ROLLBACK")
-            conn.close()
-
-
 def test_sigterm_commits_requests_in_flight(process, db):
     """Requests admitted before SIGTERM are committed and answered before the exit."""
     process.start()
     clients = [Client(p, process, f"inflight-{p}", resend=False, limit=1) for p in ("grpc", "http")]
-    with writes_blocked(db):
+    with writes_held(db, "SHARE"):
         for c in clients:
             c.start()
         wait_for(lambda: process.inflight() == len(clients), "both requests in flight")

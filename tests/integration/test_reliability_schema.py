@@ -6,7 +6,7 @@ import grpc
 import pytest
 from sqlalchemy import text
 
-from tests.integration.test_security import grpc_export, request_with_span
+from tests.helpers.otlp import grpc_export, request_with_span
 
 
 def test_missing_table_is_unavailable_then_the_retry_is_stored(server, db):

@@ -11,7 +11,7 @@ import time
 import requests
 from sqlalchemy.engine import make_url
 
-from tests.conftest import _free_port
+from tests.helpers import free_port
 
 
 def run_cli(
@@ -28,8 +28,8 @@ def run_cli(
 
 def serve_briefly(env: dict[str, str]) -> str:
     """Start `serve`, wait until ready, SIGTERM it; returns its log output."""
-    http_port = _free_port()
-    env = {**os.environ, **env, "PORT": str(_free_port()), "HTTP_PORT": str(http_port)}
+    http_port = free_port()
+    env = {**os.environ, **env, "PORT": str(free_port()), "HTTP_PORT": str(http_port)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "processor", "serve"],
         env=env,

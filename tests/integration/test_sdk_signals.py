@@ -8,7 +8,7 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from processor.mapping.privacy import make_hasher
-from tests.integration.sdk import grpc_tracer_provider, otel_logger
+from tests.helpers.sdk import grpc_tracer_provider, otel_logger
 
 hash_id = make_hasher()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import time
 from pathlib import Path
 
 import grpc
@@ -18,8 +17,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.trace.v1 import trace_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
@@ -27,38 +25,14 @@ from opentelemetry.trace import SpanKind
 from processor import cli
 from processor.ingest.auth import key_digest
 from processor.mapping.privacy import make_hasher
+from processor.mapping.rows import TABLES
 from processor.storage import admin
 from processor.storage.writer import create_db_engine
-from tests.integration.sdk import resource
+from tests.helpers import wait_for
+from tests.helpers.otlp import grpc_export, request_with_span
+from tests.helpers.sdk import resource
 
 hash_id = make_hasher()
-
-
-def request_with_span(
-    user: str = "u-1", span_byte: int = 1
-) -> trace_service_pb2.ExportTraceServiceRequest:
-    now = time.time_ns()
-    span = trace_pb2.Span(
-        trace_id=bytes([span_byte]) * 16,
-        span_id=bytes([span_byte]) * 8,
-        name="GET /items",
-        kind=trace_pb2.Span.SPAN_KIND_SERVER,
-        start_time_unix_nano=now,
-        end_time_unix_nano=now + 5_000_000,
-    )
-    for key, value in (("http.request.method", "GET"), ("http.route", "/items"), ("user.id", user)):
-        kv = span.attributes.add()
-        kv.key = key
-        kv.value.string_value = value
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    request.resource_spans.add().scope_spans.add().spans.append(span)
-    return request
-
-
-def grpc_export(endpoint: str, request, metadata=()):  # type: ignore[no-untyped-def]
-    with grpc.insecure_channel(endpoint) as channel:
-        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
-        return stub.Export(request, metadata=metadata, timeout=10)
 
 
 def span_via(provider: TracerProvider, user: str) -> None:
@@ -74,15 +48,6 @@ def provider_with(exporter) -> TracerProvider:  # type: ignore[no-untyped-def]
     provider = TracerProvider(resource=resource())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def test_missing_or_wrong_key_is_refused_and_nothing_stored(make_server, db):
@@ -161,18 +126,22 @@ def test_keys_rotate_without_restart(make_server, db):
             assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
             return False
 
-    wait_for(lambda: accepted(new_key, 2))
+    wait_for(lambda: accepted(new_key, 2), "the new key accepted", timeout=10, interval=0.1)
     assert accepted(old_key, 3)  # both valid during the rotation
     prefix = next(k.prefix for k in admin.list_keys(engine) if old_key.startswith(k.prefix))
     assert admin.revoke_key(engine, prefix) == 1
-    wait_for(lambda: not accepted(old_key, 3))  # span 3 is stored already: probing adds nothing
+    # Span 3 is stored already: probing adds nothing.
+    wait_for(lambda: not accepted(old_key, 3), "the old key refused", timeout=10, interval=0.1)
     assert accepted(new_key, 5)
     new_prefix = next(k.prefix for k in admin.list_keys(engine) if new_key.startswith(k.prefix))
     wait_for(
         lambda: (
             next(k for k in admin.list_keys(engine) if k.prefix == new_prefix).last_used_at
             is not None
-        )
+        ),
+        "last_used_at recorded",
+        timeout=10,
+        interval=0.1,
     )
     listed = {k.prefix: k for k in admin.list_keys(engine)}
     engine.dispose()
@@ -351,7 +320,7 @@ def test_mutual_tls_requires_a_client_certificate(make_server, db, pki):
 def test_forget_user_removes_every_row_of_that_user(server, db, database_url, capsys):
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-    from tests.integration.sdk import otel_logger
+    from tests.helpers.sdk import otel_logger
 
     provider = provider_with(GrpcSpans(endpoint=server.grpc_endpoint, insecure=True))
     tracer = provider.get_tracer("t")
@@ -377,19 +346,11 @@ def test_forget_user_removes_every_row_of_that_user(server, db, database_url, ca
         logger.info("hello", extra={"user.id": "keep-me"})
 
     gone = hash_id("forget-me")
-    tables = (
-        "endpoint_usage",
-        "feature_usage",
-        "user_activity",
-        "logs",
-        "performance_metrics",
-        "user_properties",
-    )
-    assert all(db.rows(t, "user_id = :u", u=gone) for t in tables)
+    assert all(db.rows(t, "user_id = :u", u=gone) for t in TABLES)
     assert cli.main(["forget-user", "forget-me", "--database-url", database_url]) == 0
     out = capsys.readouterr().out
     assert "endpoint_usage: 1" in out and "logs: 1" in out and "user_properties: 1" in out
-    for table in tables:
+    for table in TABLES:
         assert db.rows(table, "user_id = :u", u=gone) == []
     kept = hash_id("keep-me")
     assert db.rows("endpoint_usage", "user_id = :u", u=kept)
@@ -408,7 +369,7 @@ def test_hmac_hashing_with_user_id_hash_key(make_server, db):
 def test_dump_after_pii_heavy_messages_holds_no_raw_values(server, db):
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-    from tests.integration.sdk import otel_logger
+    from tests.helpers.sdk import otel_logger
 
     raw = [
         "zoe@example.org",

@@ -18,8 +18,8 @@ import psutil
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import _free_port
-from tests.integration.test_security import grpc_export, request_with_span
+from tests.helpers import free_port
+from tests.helpers.otlp import grpc_export, request_with_span
 
 
 @dataclass
@@ -44,7 +44,7 @@ def both_listen(proc: subprocess.Popen[bytes], ports: set[int]) -> bool:
 
 def listening_ports(process: psutil.Process) -> set[int]:
     try:
-        return {c.laddr.port for c in process.connections(kind="tcp") if c.status == "LISTEN"}
+        return {c.laddr.port for c in process.net_connections(kind="tcp") if c.status == "LISTEN"}
     except psutil.NoSuchProcess:
         return set()
 
@@ -68,7 +68,7 @@ def spans_received(http_port: int) -> float:
 @contextlib.contextmanager
 def two_workers(tmp_path: Path, **env: str) -> Iterator[Workers]:
     """`serve --workers 2` as a real subprocess, once both workers listen."""
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     database = tmp_path / "workers.db"  # `serve` migrates it first
     proc = subprocess.Popen(
         [

@@ -14,8 +14,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from processor.mapping import RouteContext, route_logs, route_metrics, route_traces
 from processor.mapping.privacy import Hasher, make_hasher, scrub_mapping, scrub_text, scrub_value
-from processor.mapping.rows import Batch
-from tests.unit.otlp import (
+from processor.mapping.rows import TABLES, Batch
+from tests.helpers.otlp import (
     SERVER,
     SPAN_ID,
     event,
@@ -324,14 +324,7 @@ def test_no_raw_identifier_anywhere_in_the_rows(key: str | None) -> None:
         route_metrics(request_metrics, ctx),
     ]
     every_table = set().union(*(tables_with_rows(b.rows) for b in batches))
-    assert every_table == {
-        "endpoint_usage",
-        "feature_usage",
-        "user_activity",
-        "logs",
-        "performance_metrics",
-        "user_properties",
-    }
+    assert every_table == set(TABLES)
     dump = "\n".join(repr(row) for b in batches for rows in b.rows.values() for row in rows)
     # JSON columns may escape characters; decode them so an escaped raw value is still found.
     decoded = "\n".join(

@@ -14,7 +14,7 @@ from processor.mapping import RouteContext, route_logs, route_traces
 from processor.mapping import route_metrics as route_metrics_
 from processor.mapping.rows import JSON_COLUMNS, LENGTHS, Batch
 from processor.mapping.values import MAX_ATTRIBUTES, MAX_TEXT
-from tests.unit.otlp import (
+from tests.helpers.otlp import (
     SERVER,
     event,
     log,

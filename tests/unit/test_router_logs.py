@@ -11,8 +11,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from processor.mapping import RouteContext, route_logs
 from processor.mapping.privacy import Hasher
-from processor.mapping.rows import Batch
-from tests.unit.otlp import (
+from tests.helpers.otlp import (
     MS,
     SPAN_ID,
     T0,
@@ -23,10 +22,8 @@ from tests.unit.otlp import (
     one,
     tables_with_rows,
 )
-
-
-def route(ctx: RouteContext, *records: LogRecord, resource: dict[str, Any] | None = None) -> Batch:
-    return route_logs(logs(*records, resource=resource), ctx)
+from tests.helpers.routing import route
+from tests.helpers.spec import ACTIVITIES
 
 
 def test_log_record_gives_logs_row(ctx: RouteContext, h: Hasher) -> None:
@@ -221,15 +218,6 @@ def test_feature_name_on_log_record_gives_feature_usage(
     row = one(batch.rows, "feature_usage")
     assert (row.feature_name, row.action, row.duration_ms) == ("share", action, 250.0)
     assert (row.user_id, row.deployment_type) == (h("u1"), "saas")
-
-
-ACTIVITIES = [
-    ("user.login", "login"),
-    ("user.logout", "logout"),
-    ("user.signup", "signup"),
-    ("session.start", "session_start"),
-    ("session.end", "session_end"),
-]
 
 
 @pytest.mark.parametrize(("name", "event_type"), ACTIVITIES)

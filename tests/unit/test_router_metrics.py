@@ -22,15 +22,11 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from processor.mapping import RouteContext, route_metrics
 from processor.mapping.privacy import Hasher
-from processor.mapping.rows import Batch
-from tests.unit.otlp import T0, T0_DATETIME, metrics, number_point, one
+from tests.helpers.otlp import T0, T0_DATETIME, metrics, number_point, one
+from tests.helpers.routing import route
 
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
-
-
-def route(ctx: RouteContext, *items: Metric, resource: dict[str, Any] | None = None) -> Batch:
-    return route_metrics(metrics(*items, resource=resource), ctx)
 
 
 def test_gauge_point_gives_performance_metric(ctx: RouteContext, h: Hasher) -> None:

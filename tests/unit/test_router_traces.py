@@ -10,8 +10,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from processor.mapping import RouteContext, route_traces
 from processor.mapping.privacy import Hasher
-from processor.mapping.rows import Batch
-from tests.unit.otlp import (
+from processor.mapping.rows import TABLES, Batch
+from tests.helpers.otlp import (
     CLIENT,
     INTERNAL,
     MS,
@@ -26,11 +26,8 @@ from tests.unit.otlp import (
     tables_with_rows,
     traces,
 )
-
-
-def route(ctx: RouteContext, *spans: Span, resource: dict[str, Any] | None = None) -> Batch:
-    return route_traces(traces(*spans, resource=resource), ctx)
-
+from tests.helpers.routing import route
+from tests.helpers.spec import ACTIVITIES
 
 # --- endpoint_usage: HTTP ---------------------------------------------------------------------
 
@@ -304,14 +301,6 @@ def test_span_without_feature_name_gives_no_feature_usage(ctx: RouteContext) -> 
 
 # --- user_activity ----------------------------------------------------------------------------
 
-ACTIVITIES = [
-    ("user.login", "login"),
-    ("user.logout", "logout"),
-    ("user.signup", "signup"),
-    ("session.start", "session_start"),
-    ("session.end", "session_end"),
-]
-
 
 @pytest.mark.parametrize(("name", "event_type"), ACTIVITIES)
 def test_user_activity_from_span_name(ctx: RouteContext, name: str, event_type: str) -> None:
@@ -545,14 +534,7 @@ def _rich_request() -> Any:
 
 def test_routing_the_same_request_twice_gives_the_same_row_ids(ctx: RouteContext) -> None:
     first, second = route_traces(_rich_request(), ctx), route_traces(_rich_request(), ctx)
-    assert tables_with_rows(first.rows) == {
-        "endpoint_usage",
-        "feature_usage",
-        "user_activity",
-        "logs",
-        "performance_metrics",
-        "user_properties",
-    }
+    assert tables_with_rows(first.rows) == set(TABLES)
     assert _all_ids(first) == _all_ids(second)
     ids = [i for table_ids in _all_ids(first).values() for i in table_ids]
     assert len(ids) == len(set(ids))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+
+from processor.storage.schema import exists_on
 
 
 def alembic_config(url: str) -> Config:
@@ -26,3 +29,13 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def compare_options(dialect_name: str) -> dict[str, Any]:
+    """How the models are compared with a database (autogenerate, and the schema test)."""
+    return {
+        "compare_type": True,
+        # Checked: both dialects report server defaults reliably (no false differences).
+        "compare_server_default": True,
+        "include_object": exists_on(dialect_name),
+    }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +19,46 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from processor.mapping.rows import LENGTHS
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+class JSONDocument(TypeDecorator[Any]):
+    """A JSON value, stored as the migrations store it: JSONB on PostgreSQL, TEXT on SQLite.
+
+    On SQLite a column declared JSON gets NUMERIC affinity, which would turn the JSON text
+    '40' into the integer 40; so the column is TEXT and the value is (de)serialised here.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite" and value is not None:
+            return json.dumps(value)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite" and value is not None:
+            return json.loads(value)
+        return value
+
+
+JSONType = JSONDocument()
 UTCDateTime = DateTime(timezone=True)
 
 
@@ -31,16 +66,36 @@ def s(column: str) -> String:
     return String(LENGTHS[column])
 
 
+def postgres_only(index: Index) -> Index:
+    """An index only PostgreSQL gets (GIN on JSONB); migration 0001 creates these only there."""
+    index.info["dialect"] = "postgresql"
+    return index.ddl_if(dialect="postgresql")
+
+
+def exists_on(dialect_name: str) -> Callable[..., bool]:
+    """Alembic's ``include_object`` hook for one database: leaves out what ``postgres_only``
+    marked for another (autogenerate does not read ``ddl_if``)."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        wanted = getattr(obj, "info", {}).get("dialect")
+        return wanted is None or wanted == dialect_name
+
+    return include
+
+
 class Base(DeclarativeBase):
     pass
 
 
 class EventMixin:
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    project_id: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
-    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    trace_id: Mapped[str | None] = mapped_column(s("trace_id"))
-    span_id: Mapped[str | None] = mapped_column(s("span_id"))
+    # sort_order: these come first, as in the migrations and the row types.
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, sort_order=-5)
+    project_id: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text("1"), sort_order=-4
+    )
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, sort_order=-3)
+    trace_id: Mapped[str | None] = mapped_column(s("trace_id"), sort_order=-2)
+    span_id: Mapped[str | None] = mapped_column(s("span_id"), sort_order=-1)
 
 
 class EndpointUsage(EventMixin, Base):
@@ -54,7 +109,7 @@ class EndpointUsage(EventMixin, Base):
     duration_ms: Mapped[float | None] = mapped_column(Double)
     service_name: Mapped[str | None] = mapped_column(s("service_name"))
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
-    event_metadata: Mapped[Any] = mapped_column(JSONType)
+    event_metadata: Mapped[Any] = mapped_column(JSONType, nullable=True)
     __table_args__ = (
         Index("ix_endpoint_usage_project_time", "project_id", "timestamp"),
         Index("ix_endpoint_usage_project_endpoint_time", "project_id", "endpoint", "timestamp"),
@@ -72,7 +127,7 @@ class FeatureUsage(EventMixin, Base):
     duration_ms: Mapped[float | None] = mapped_column(Double)
     service_name: Mapped[str | None] = mapped_column(s("service_name"))
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
-    event_metadata: Mapped[Any] = mapped_column(JSONType)
+    event_metadata: Mapped[Any] = mapped_column(JSONType, nullable=True)
     __table_args__ = (
         Index("ix_feature_usage_project_time", "project_id", "timestamp"),
         Index("ix_feature_usage_project_feature_time", "project_id", "feature_name", "timestamp"),
@@ -88,7 +143,7 @@ class UserActivity(EventMixin, Base):
     session_id: Mapped[str | None] = mapped_column(s("session_id"))
     service_name: Mapped[str | None] = mapped_column(s("service_name"))
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
-    event_metadata: Mapped[Any] = mapped_column(JSONType)
+    event_metadata: Mapped[Any] = mapped_column(JSONType, nullable=True)
     __table_args__ = (
         Index("ix_user_activity_project_time", "project_id", "timestamp"),
         Index("ix_user_activity_project_type_time", "project_id", "event_type", "timestamp"),
@@ -111,7 +166,7 @@ class Log(EventMixin, Base):
     device_model: Mapped[str | None] = mapped_column(s("device_model"))
     app_version: Mapped[str | None] = mapped_column(s("app_version"))
     app_build_number: Mapped[str | None] = mapped_column(s("app_build_number"))
-    metadata_: Mapped[Any] = mapped_column("metadata", JSONType)
+    metadata_: Mapped[Any] = mapped_column("metadata", JSONType, nullable=True)
     observed_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (
         Index("ix_logs_project_time", "project_id", "timestamp"),
@@ -119,11 +174,13 @@ class Log(EventMixin, Base):
         Index("ix_logs_project_type_time", "project_id", "type", "timestamp"),
         Index("ix_logs_project_user_time", "project_id", "user_id", "timestamp"),
         Index("ix_logs_project_session", "project_id", "session_id"),
-        Index(
-            "ix_logs_metadata",
-            "metadata",
-            postgresql_using="gin",
-            postgresql_ops={"metadata": "jsonb_path_ops"},
+        postgres_only(
+            Index(
+                "ix_logs_metadata",
+                "metadata",
+                postgresql_using="gin",
+                postgresql_ops={"metadata": "jsonb_path_ops"},
+            )
         ),
     )
 
@@ -137,7 +194,7 @@ class PerformanceMetric(EventMixin, Base):
     session_id: Mapped[str | None] = mapped_column(s("session_id"))
     service_name: Mapped[str | None] = mapped_column(s("service_name"))
     app_version: Mapped[str | None] = mapped_column(s("app_version"))
-    metadata_: Mapped[Any] = mapped_column("metadata", JSONType)
+    metadata_: Mapped[Any] = mapped_column("metadata", JSONType, nullable=True)
     __table_args__ = (
         Index("ix_performance_metrics_project_time", "project_id", "timestamp"),
         Index(
@@ -156,7 +213,7 @@ class UserProperty(EventMixin, Base):
     __table_args__ = (
         UniqueConstraint("project_id", "user_id", "property_key", name="uq_user_properties_key"),
         Index("ix_user_properties_project_key", "project_id", "property_key"),
-        Index("ix_user_properties_value", "property_value", postgresql_using="gin"),
+        postgres_only(Index("ix_user_properties_value", "property_value", postgresql_using="gin")),
     )
 
 
@@ -167,7 +224,9 @@ class Project(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False, unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=func.now()
+    )
 
 
 class ApiKey(Base):
@@ -176,7 +235,9 @@ class ApiKey(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False)
     key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     prefix: Mapped[str] = mapped_column(String(16), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, server_default=func.now()
+    )
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_api_keys_project", "project_id"),)

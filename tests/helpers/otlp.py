@@ -1,16 +1,24 @@
-"""Builders for OTLP protobuf messages, so unit tests state only what they are about."""
+"""OTLP protobuf requests for tests: builders (so a test states only what it is about),
+deterministic ids, wire-level pieces the Python classes refuse to build, and a gRPC export."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import (
     AnyValue,
     ArrayValue,
@@ -32,6 +40,8 @@ T0_DATETIME = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
 MS = 1_000_000  # nanoseconds per millisecond
 TRACE_ID = bytes(range(1, 17))
 SPAN_ID = bytes(range(1, 9))
+
+TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 SERVER = Span.SPAN_KIND_SERVER
 CLIENT = Span.SPAN_KIND_CLIENT
@@ -177,3 +187,124 @@ def one(rows: dict[str, list[Any]], table: str) -> Any:
 
 def tables_with_rows(rows: dict[str, list[Any]]) -> set[str]:
     return {table for table, found in rows.items() if found}
+
+
+# --- deterministic ids: a resent request carries the same ids, so its rows must not double ---
+
+
+def ids(tag: str) -> tuple[bytes, bytes]:
+    """A (trace id, span id) pair derived from ``tag``."""
+    digest = hashlib.blake2b(tag.encode(), digest_size=24).digest()
+    return digest[:16], digest[16:]
+
+
+def span_hex(tag: str) -> str:
+    """The span id of ``ids(tag)`` as stored (hex)."""
+    return ids(tag)[1].hex()
+
+
+def trace_request(tag: str, spans: int = 10, *, pad: int = 0) -> tuple[bytes, list[str]]:
+    """A request of ``spans`` spans of feature ``tag``, with ids derived from ``tag``,
+    serialised, and the span ids it carries (hex). ``pad`` adds that many bytes to each span."""
+    trace_id = ids(tag)[0]
+    built = []
+    for i in range(spans):
+        attributes: dict[str, Any] = {"feature.name": tag}
+        if pad:
+            attributes["padding"] = b"\x00" * pad
+        built.append(
+            span(
+                f"{tag}-{i}",
+                attributes,
+                trace_id=trace_id,
+                span_id=ids(f"{tag}/{i}")[1],
+                start=T0 + i,
+                end=T0 + i + MS,
+            )
+        )
+    return traces(*built).SerializeToString(), [s.span_id.hex() for s in built]
+
+
+def request_with_span(user: str = "u-1", span_byte: int = 1) -> ExportTraceServiceRequest:
+    """One SERVER span (GET /items) of ``user``, now; ids are ``span_byte`` repeated."""
+    now = time.time_ns()
+    return traces(
+        span(
+            "GET /items",
+            {"http.request.method": "GET", "http.route": "/items", "user.id": user},
+            kind=SERVER,
+            trace_id=bytes([span_byte]) * 16,
+            span_id=bytes([span_byte]) * 8,
+            start=now,
+            end=now + 5 * MS,
+        )
+    )
+
+
+def grpc_export(
+    endpoint: str,
+    request: ExportTraceServiceRequest,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> ExportTraceServiceResponse:
+    """Export ``request`` over a new gRPC channel (raises grpc.RpcError when refused)."""
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        reply: ExportTraceServiceResponse = stub.Export(request, metadata=metadata, timeout=10)
+        return reply
+
+
+# --- the wire level ------------------------------------------------------------------------
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def ld(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, for requests the Python classes cannot build."""
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+
+
+def nested_wire(kind: str, depth: int, bottom: str = "bottom") -> bytes:
+    """An AnyValue nested ``depth`` times (``kind`` "kvlist" or "array"), as bytes: the Python
+    classes refuse to build what the parser refuses to read."""
+    value = AnyValue(string_value=bottom).SerializeToString()
+    for _ in range(depth):
+        if kind == "kvlist":  # AnyValue.kvlist_value{values{key, value}}
+            value = ld(6, ld(1, ld(1, b"k") + ld(2, value)))
+        else:  # AnyValue.array_value{values}
+            value = ld(5, ld(1, value))
+    return value
+
+
+def with_attribute_wire(message: bytes, field: int, key: str, value_wire: bytes) -> bytes:
+    """``message`` (serialised) with one more KeyValue in its repeated ``field``, whose value
+    is the raw AnyValue bytes ``value_wire`` (Span.attributes is 9, LogRecord.attributes 6)."""
+    return message + ld(field, ld(1, key.encode()) + ld(2, value_wire))
+
+
+def traces_wire(*span_bytes: bytes, resource: Attrs = None) -> bytes:
+    """ExportTraceServiceRequest{resource_spans{resource, scope_spans{spans...}}} from raw
+    span bytes."""
+    resource_bytes = Resource(attributes=key_values(resource)).SerializeToString()
+    scope = b"".join(ld(2, s) for s in span_bytes)  # ScopeSpans.spans = 2
+    # request.resource_spans = 1; ResourceSpans.resource = 1, .scope_spans = 2
+    return ld(1, ld(1, resource_bytes) + ld(2, scope))
+
+
+def malformed(good: bytes) -> dict[str, bytes]:
+    """Payloads no protobuf parser accepts, made from the valid request ``good``, by name."""
+    return {
+        "truncated": good[: len(good) // 2],
+        "truncated-tail": good[:-3],
+        "bad-varint": b"\xff" * 11,
+        "field-zero": b"\x00\x01",
+        "length-past-end": b"\x0a\xff\xff\xff\x0f" + good,
+        "stray-end-group": b"\x0c" + good,
+        "wire-type-7": b"\x0f" + good,
+    }
