@@ -53,7 +53,15 @@ def parser() -> argparse.ArgumentParser:
         "create", help="create a key and print it once", parents=[database]
     )
     create.add_argument("--project", default="default", help="project name (created if new)")
-    keys_sub.add_parser("list", help="list key prefixes, projects and times", parents=[database])
+    create.add_argument(
+        "--scope",
+        choices=("ingest", "read", "admin"),
+        default="ingest",
+        help="ingest: OTLP and JSON ingestion; read: the query API; admin: both",
+    )
+    keys_sub.add_parser(
+        "list", help="list key prefixes, scopes, projects and times", parents=[database]
+    )
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix", parents=[database])
     revoke.add_argument("key", help="the key's id or prefix, as `keys list` shows")
 
@@ -108,20 +116,22 @@ def manage_keys(settings: Settings, args: argparse.Namespace) -> int:
     engine = create_db_engine(settings.sqlalchemy_url)
     try:
         if args.keys_command == "create":
-            key, project_id = admin.create_key(engine, args.project)
+            key, project_id = admin.create_key(engine, args.project, args.scope)
             print(key)
             print(
-                f"# project {args.project!r} (id {project_id}); store this key now, "
-                "it is not shown again",
+                f"# {args.scope} key for project {args.project!r} (id {project_id}); "
+                "store this key now, it is not shown again",
                 file=sys.stderr,
             )
         elif args.keys_command == "list":
             print(
-                f"{'id':>4}  {'prefix':<12} {'project':<20} {'created':<25} {'last used':<25} revoked"
+                f"{'id':>4}  {'prefix':<12} {'scope':<7} {'project':<20} {'created':<25} "
+                f"{'last used':<25} revoked"
             )
             for k in admin.list_keys(engine):
                 print(
-                    f"{k.id:>4}  {k.prefix:<12} {k.project:<20} {_when(k.created_at):<25} "
+                    f"{k.id:>4}  {k.prefix:<12} {k.scope:<7} {k.project:<20} "
+                    f"{_when(k.created_at):<25} "
                     f"{_when(k.last_used_at):<25} {_when(k.revoked_at)}"
                 )
         elif args.keys_command == "revoke":
