@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import ipaddress
 
+import grpc
 import structlog
 
+from processor.api.raw_reader import RawReader
+from processor.api.service import QueryService
 from processor.ingest.auth import KeyGate
 from processor.ingest.grpc import GrpcReceiver
 from processor.ingest.http import HttpReceiver
@@ -42,9 +45,27 @@ class App:
         )
         self.grpc = GrpcReceiver(settings, self.pipeline, self.auth)
         self.http = HttpReceiver(settings, self.pipeline, self.auth, ready=self.check_ready)
+        self.query = QueryService(
+            settings, self.engine, RawReader(self.engine), self.pipeline, self.check_ready
+        )
+        self._add_query_api()
         self.database_up = False
         self._monitor: asyncio.Task[None] | None = None
         self._stopped = False
+
+    def _add_query_api(self) -> None:
+        """The query API of SPEC §11: REST on the HTTP port, AnalyticsService on the gRPC one."""
+        from processor.api import grpc_service
+        from processor.api.rest import RestApi
+
+        self.http.extensions.append(RestApi(self.query, self.auth).register)
+        servicer = grpc_service.AnalyticsServicer(self.query, self.auth)
+
+        def add_analytics(server: grpc.aio.Server) -> str:
+            grpc_service.add_to_server(servicer, server)
+            return grpc_service.SERVICE_NAME
+
+        self.grpc.extensions.append(add_analytics)
 
     @property
     def grpc_port(self) -> int:
@@ -115,6 +136,7 @@ class App:
                 await self._monitor
         await asyncio.gather(self.grpc.shutdown(grace), self.http.shutdown())
         self.pipeline.shutdown()
+        self.query.shutdown()
         await self.writer.shutdown()
         log.info("stopped")
 

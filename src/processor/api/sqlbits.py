@@ -59,6 +59,11 @@ def as_utc(value: Any) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def iso(value: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as the Telling Logger writes times."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def bucket(column: Any, interval: Interval, dialect: str) -> ColumnElement[Any]:
     """The start of ``column``'s UTC hour/day/week (Monday)/month.
 

@@ -100,6 +100,8 @@ class HttpReceiver:
         self.max_body = settings.max_http_body_mib << 20
         self.runner: web.AppRunner | None = None
         self.port = settings.http_port
+        # Other stages' routes on the same port (the query API): each adds its own.
+        self.extensions: list[Callable[[web.Application], None]] = []
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body + 1)
@@ -113,6 +115,8 @@ class HttpReceiver:
         app.router.add_get("/liveness", self._liveness)
         app.router.add_get("/readiness", self._readiness)
         app.router.add_get("/metrics", self._metrics)
+        for register in self.extensions:
+            register(app)
         return app
 
     async def start(self) -> None:
