@@ -15,6 +15,7 @@ cannot enforce project isolation, so the endpoint checks who may call it (see se
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import sqlite3
 import time
@@ -117,7 +118,14 @@ def run_sqlite(path: str, sql: str, timeout_s: float, max_rows: int) -> QueryRes
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)
     try:
         conn.execute("PRAGMA query_only = ON")
-        conn.set_authorizer(_sqlite_authorizer)
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+            )
+        }
+        hidden = frozenset(tables - READABLE_TABLES)
+        conn.set_authorizer(functools.partial(_sqlite_authorizer, hidden))
         deadline = time.monotonic() + timeout_s
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
@@ -135,12 +143,15 @@ def run_sqlite(path: str, sql: str, timeout_s: float, max_rows: int) -> QueryRes
     return _result(columns, rows, max_rows)
 
 
-def _sqlite_authorizer(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+def _sqlite_authorizer(
+    hidden: frozenset[str], action: int, arg1: str | None, arg2: str | None, *_: Any
+) -> int:
     if action == sqlite3.SQLITE_SELECT or action == sqlite3.SQLITE_RECURSIVE:
         return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_READ:
-        # arg1 is a real table (CTEs and subqueries are not reported).
-        ok = arg1 in READABLE_TABLES or arg1 is None
+        # arg1 is a table, or a recursive CTE: any name but the other tables and the schema.
+        name = (arg1 or "").lower()
+        ok = name not in hidden and not name.startswith("sqlite_")
         return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY
     if action == sqlite3.SQLITE_FUNCTION:
         ok = (arg2 or "").lower() not in DENIED_FUNCTIONS
