@@ -4,10 +4,11 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml hatch_build.py README.md alembic.ini ./
 COPY src ./src
 COPY alembic ./alembic
 COPY protos ./protos
+# The build hook compiles protos/ with grpcio-tools (fetched as a build requirement).
 RUN pip install --no-cache-dir --upgrade pip && pip install --no-cache-dir .
 
 # Runtime stage: the venv, the migrations and a non-root user; no compilers.

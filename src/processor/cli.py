@@ -1,4 +1,4 @@
-"""``telemetry-processor``: serve, migrate, hash-id."""
+"""``telemetry-processor``: serve, migrate, hash-id, keys, analysts, forget-user."""
 
 from __future__ import annotations
 
@@ -58,9 +58,29 @@ def parser() -> argparse.ArgumentParser:
         "create", help="create a key and print it once", parents=[database]
     )
     create.add_argument("--project", default="default", help="project name (created if new)")
-    keys_sub.add_parser("list", help="list key prefixes, projects and times", parents=[database])
+    create.add_argument(
+        "--scope",
+        choices=("ingest", "read", "admin"),
+        default="ingest",
+        help="ingest: OTLP and JSON ingestion; read: the query API; admin: both",
+    )
+    keys_sub.add_parser(
+        "list", help="list key prefixes, scopes, projects and times", parents=[database]
+    )
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix", parents=[database])
     revoke.add_argument("key", help="the key's id or prefix, as `keys list` shows")
+
+    analysts = sub.add_parser(
+        "analysts", help="PostgreSQL login roles that see one project's rows (for psql, Grafana)"
+    )
+    analysts_sub = analysts.add_subparsers(dest="analysts_command", required=True)
+    grant = analysts_sub.add_parser(
+        "grant", help="create a login role for a project and print it once", parents=[database]
+    )
+    grant.add_argument("--project", required=True, help="the project whose rows it may read")
+    revoke_role = analysts_sub.add_parser("revoke", help="drop an analyst role", parents=[database])
+    revoke_role.add_argument("name", help="the role's name, as `analysts grant` printed it")
+    analysts_sub.add_parser("list", help="list analyst roles", parents=[database])
 
     forget = sub.add_parser("forget-user", help="delete one user's rows from every table")
     forget.add_argument("user_id", help="the raw user id; it is hashed to find the rows")
@@ -99,9 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(
             settings, passthrough, ready_fd=args.ready_fd, rate_limit_fd=args.rate_limit_fd
         )
-    if args.command in ("keys", "forget-user"):
+    if args.command in ("keys", "forget-user", "analysts"):
         if migrate(settings, quiet=True) != 0:
             return 1
+        if args.command == "analysts":
+            return manage_analysts(settings, args)
         return (
             manage_keys(settings, args) if args.command == "keys" else forget_user(settings, args)
         )
@@ -115,26 +137,58 @@ def manage_keys(settings: Settings, args: argparse.Namespace) -> int:
     engine = create_db_engine(settings.sqlalchemy_url)
     try:
         if args.keys_command == "create":
-            key, project_id = admin.create_key(engine, args.project)
+            key, project_id = admin.create_key(engine, args.project, args.scope)
             print(key)
             print(
-                f"# project {args.project!r} (id {project_id}); store this key now, "
-                "it is not shown again",
+                f"# {args.scope} key for project {args.project!r} (id {project_id}); "
+                "store this key now, it is not shown again",
                 file=sys.stderr,
             )
         elif args.keys_command == "list":
             print(
-                f"{'id':>4}  {'prefix':<12} {'project':<20} {'created':<25} {'last used':<25} revoked"
+                f"{'id':>4}  {'prefix':<12} {'scope':<7} {'project':<20} {'created':<25} "
+                f"{'last used':<25} revoked"
             )
             for k in admin.list_keys(engine):
                 print(
-                    f"{k.id:>4}  {k.prefix:<12} {k.project:<20} {_when(k.created_at):<25} "
+                    f"{k.id:>4}  {k.prefix:<12} {k.scope:<7} {k.project:<20} "
+                    f"{_when(k.created_at):<25} "
                     f"{_when(k.last_used_at):<25} {_when(k.revoked_at)}"
                 )
         elif args.keys_command == "revoke":
             count = admin.revoke_key(engine, args.key)
             print(f"revoked {count} key(s)")
             return 0 if count else 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+def manage_analysts(settings: Settings, args: argparse.Namespace) -> int:
+    from processor.api import analysts
+    from processor.storage.writer import create_db_engine
+
+    engine = create_db_engine(settings.sqlalchemy_url)
+    try:
+        if args.analysts_command == "grant":
+            granted = analysts.grant(engine, args.project)
+            print(f"role: {granted.role}")
+            print(f"password: {granted.password}")
+            print(f"url: {granted.url}")
+            print(
+                f"# sees only project {args.project!r} (id {granted.project_id}); "
+                "the password is not shown again",
+                file=sys.stderr,
+            )
+        elif args.analysts_command == "revoke":
+            analysts.revoke(engine, args.name)
+            print(f"revoked {args.name}")
+        else:
+            for role, project, created in analysts.list_roles(engine):
+                print(f"{role:<60} project {project:<6} {_when(created)}")
+    except analysts.AnalystError as exc:
+        print(f"telemetry-processor: {exc}", file=sys.stderr)
+        return 1
     finally:
         engine.dispose()
     return 0

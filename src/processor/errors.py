@@ -19,6 +19,14 @@ class Unauthenticated(ProcessorError):
     """A missing or unknown API key (UNAUTHENTICATED / HTTP 401)."""
 
 
+class PermissionDenied(ProcessorError):
+    """A valid key whose scope does not allow this call (PERMISSION_DENIED / HTTP 403)."""
+
+
+class NotFound(ProcessorError):
+    """The thing asked for does not exist in the caller's project (NOT_FOUND / HTTP 404)."""
+
+
 class RetryableError(ProcessorError):
     """A transient failure; the client should send the same request again later."""
 
@@ -45,3 +53,8 @@ class FieldError(InvalidRequest):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+    @property
+    def parameter(self) -> str:
+        """The query API names the same thing a parameter."""
+        return self.field

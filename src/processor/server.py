@@ -7,8 +7,11 @@ import contextlib
 import ipaddress
 import os
 
+import grpc
 import structlog
 
+from processor.api.raw_reader import RawReader
+from processor.api.service import QueryService
 from processor.ingest.auth import KeyGate
 from processor.ingest.grpc import GrpcReceiver
 from processor.ingest.http import HttpReceiver
@@ -25,8 +28,8 @@ log = structlog.get_logger(__name__)
 
 
 class App:
-    """Owns every component. ``start()`` starts them in order (writer, pipeline, receivers);
-    ``shutdown()`` stops them in reverse, and is safe to call twice."""
+    """Owns every component. ``start()`` starts them in order (writer, pipeline, query API,
+    receivers); ``shutdown()`` stops them in reverse, and is safe to call twice."""
 
     def __init__(
         self,
@@ -58,15 +61,34 @@ class App:
             self.auth,
             routes=health.routes(self.check_ready, settings.metrics_dir),
         )
+        self.query = QueryService(
+            settings, self.engine, RawReader(self.engine), self.pipeline, self.check_ready
+        )
+        self._add_query_api()
         # Started stage by stage; the components of one stage stop together.
         self.stages: list[tuple[Component, ...]] = [
             (self.writer,),
             (self.pipeline,),
+            (self.query,),
             (self.grpc, self.http),
         ]
         self.database_up = False
         self._monitor: asyncio.Task[None] | None = None
         self._stopped = False
+
+    def _add_query_api(self) -> None:
+        """The query API of SPEC §11: REST on the HTTP port, AnalyticsService on the gRPC one."""
+        from processor.api import grpc_service
+        from processor.api.rest import RestApi
+
+        self.http.extensions.append(RestApi(self.query, self.auth).register)
+        servicer = grpc_service.AnalyticsServicer(self.query, self.auth)
+
+        def add_analytics(server: grpc.aio.Server) -> str:
+            grpc_service.add_to_server(servicer, server)
+            return grpc_service.SERVICE_NAME
+
+        self.grpc.extensions.append(add_analytics)
 
     @property
     def grpc_port(self) -> int:

@@ -44,6 +44,9 @@ class Settings:
     # Where the workers' metrics meet (prometheus_client's multiprocess mode); `serve
     # --workers N` makes one when unset.
     metrics_dir: str | None = None
+    # POST /api/v1/query (SPEC §11): per-statement time limit and most rows answered.
+    query_timeout_seconds: int = 10
+    query_max_rows: int = 10000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -75,6 +78,8 @@ class Settings:
             "MAX_INFLIGHT_MIB": "max_inflight_mib",
             "WRITER_MAX_ROWS": "writer_max_rows",
             "WORKERS": "workers",
+            "QUERY_TIMEOUT_SECONDS": "query_timeout_seconds",
+            "QUERY_MAX_ROWS": "query_max_rows",
         }
         for var, name in ints.items():
             raw = env.get(var)
@@ -131,6 +136,8 @@ class Settings:
             "MAX_INFLIGHT_MIB": (self.max_inflight_mib, 1),
             "WRITER_MAX_ROWS": (self.writer_max_rows, 1),
             "WORKERS": (self.workers, 1),
+            "QUERY_TIMEOUT_SECONDS": (self.query_timeout_seconds, 1),
+            "QUERY_MAX_ROWS": (self.query_max_rows, 1),
         }
         for var, (value, least) in positive.items():
             if value < least:

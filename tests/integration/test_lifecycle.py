@@ -27,6 +27,7 @@ def test_each_component_shuts_down_twice_after_the_app(server, db):
     assert {type(c).__name__ for c in components} == {
         "SqlWriter",
         "Pipeline",
+        "QueryService",
         "GrpcReceiver",
         "HttpReceiver",
     }

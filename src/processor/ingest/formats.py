@@ -79,6 +79,12 @@ OTLP_JSON = {s: WireFormat(f"otlp-json-{s}", str(s), _json(s), _otlp_route(s)) f
 TELLING_LOGGER = WireFormat(
     "telling-logger", "logs", json_document, _json_api_route(telling_logger.route_logs)
 )
+TELLING_LOGGER_USER_PROPERTIES = WireFormat(
+    "telling-logger-user-properties",
+    "user_properties",
+    json_document,
+    _json_api_route(telling_logger.route_user_properties),
+)
 LOG_INGESTION_EVENT = WireFormat(
     "log-ingestion-event", "ingest", json_document, _json_api_route(log_ingestion.route_event)
 )

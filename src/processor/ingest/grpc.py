@@ -82,6 +82,10 @@ class GrpcReceiver:
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = settings.port
+        # Other services on the same port (the query API): each adds itself to the server
+        # and returns its full service name, for reflection and health.
+        self.extensions: list[Callable[[grpc.aio.Server], str]] = []
+        self._names: tuple[str, ...] = ()
 
     async def start(self) -> None:
         if self.server is not None:
@@ -97,9 +101,11 @@ class GrpcReceiver:
         )
         self.server.add_generic_rpc_handlers(tuple(self.servicer.generic_handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._names = tuple(register(self.server) for register in self.extensions)
         reflection.enable_server_reflection(
             (
                 *SERVICES.values(),
+                *self._names,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -126,7 +132,7 @@ class GrpcReceiver:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in ("", *SERVICES.values()):
+        for name in ("", *SERVICES.values(), *self._names):
             await self.health.set(name, status)
 
     async def shutdown(self, grace: float = 10.0) -> None:

@@ -70,6 +70,8 @@ class HttpReceiver:
         self.max_body = settings.max_http_body_mib << 20
         self.runner: web.AppRunner | None = None
         self.port = settings.http_port
+        # Other stages' routes on the same port (the query API): each adds its own.
+        self.extensions: list[Callable[[web.Application], None]] = []
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body + 1)
@@ -78,6 +80,8 @@ class HttpReceiver:
         for path, fmt in JSON_APIS.items():
             app.router.add_post(path, self._json_api(fmt))
         app.router.add_routes(self.routes)
+        for register in self.extensions:
+            register(app)
         return app
 
     async def start(self) -> None:

@@ -10,8 +10,10 @@ from google.rpc import error_details_pb2, status_pb2
 
 from processor.errors import (
     InvalidRequest,
+    NotFound,
     Overloaded,
     PayloadTooLarge,
+    PermissionDenied,
     ProcessorError,
     RateLimited,
     RetryableError,
@@ -24,6 +26,8 @@ STATUS: tuple[tuple[type[ProcessorError], grpc.StatusCode, int], ...] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT, 400),
     (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED, 401),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED, 403),
+    (NotFound, grpc.StatusCode.NOT_FOUND, 404),
     (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     (Overloaded, grpc.StatusCode.UNAVAILABLE, 503),
     (StorageUnavailable, grpc.StatusCode.UNAVAILABLE, 503),

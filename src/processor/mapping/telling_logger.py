@@ -128,3 +128,35 @@ def _log_rows(item: Any, index: int, ctx: RouteContext) -> dict[str, list[tuple]
             user_property_rows({USER_PROPERTY_MAP: props}, user, when, (None, None), ctx)
         )
     return rows
+
+
+MAX_USER_ID = 512
+
+
+def route_user_properties(
+    document: Any, ctx: RouteContext, *, max_batch_size: int
+) -> tuple[Batch, dict[str, Any]]:
+    """``POST /users/{userId}/properties``: ``{"userId", "properties": {...}}`` (the receiver
+    puts the path's userId into the document). Stored the way ingestion stores them: the user
+    hashed, values scrubbed, the newest write wins."""
+    if not isinstance(document, dict):
+        raise FieldError("body", "must be a JSON object")
+    raw_user = document.get("userId")
+    if not isinstance(raw_user, str) or not raw_user or len(raw_user) > MAX_USER_ID:
+        raise FieldError("userId", f"must be 1 to {MAX_USER_ID} characters")
+    if "\x00" in raw_user:
+        raise FieldError("userId", "must not contain NUL")
+    properties = document.get("properties")
+    if not isinstance(properties, dict):
+        raise FieldError("properties", 'must be a JSON object: {"properties": {...}}')
+    if len(properties) > max_batch_size:
+        raise FieldError("properties", f"at most {max_batch_size} properties per request")
+    if any(not key or "\x00" in key for key in properties):
+        raise FieldError("properties", "keys must be non-empty, without NUL")
+    batch = Batch()
+    batch.received = len(properties)
+    rows = user_property_rows(
+        {USER_PROPERTY_MAP: properties}, ctx.hasher(raw_user), ctx.now, (None, None), ctx
+    )
+    batch.rows["user_properties"].extend(rows)
+    return batch, {"success": True, "updated": len(rows)}

@@ -6,10 +6,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from processor.ingest.auth import key_digest
+from processor.ingest.auth import INGEST, SCOPES, key_digest
 from processor.storage.schema import MODELS, ApiKey, Project
 
 KEY_PREFIX = "tpk_"
@@ -23,6 +23,7 @@ class KeyInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scope: str
 
 
 def generate_key() -> str:
@@ -43,8 +44,10 @@ def project_id(engine: Engine, name: str, *, create: bool = False) -> int | None
         )
 
 
-def create_key(engine: Engine, project: str) -> tuple[str, int]:
+def create_key(engine: Engine, project: str, scope: str = INGEST) -> tuple[str, int]:
     """A new key for ``project`` (created if new). Only the key's SHA-256 is stored."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     pid = project_id(engine, project, create=True)
     assert pid is not None
     key = generate_key()
@@ -55,6 +58,7 @@ def create_key(engine: Engine, project: str) -> tuple[str, int]:
                 key_hash=key_digest(key),
                 prefix=key[: len(KEY_PREFIX) + 6],
                 created_at=datetime.now(UTC),
+                scope=scope,
             )
         )
     return key, pid
@@ -69,6 +73,7 @@ def list_keys(engine: Engine) -> list[KeyInfo]:
             ApiKey.created_at,
             ApiKey.last_used_at,
             ApiKey.revoked_at,
+            ApiKey.scope,
         )
         .join(Project, Project.id == ApiKey.project_id)
         .order_by(ApiKey.id)
@@ -91,13 +96,15 @@ def revoke_key(engine: Engine, prefix_or_id: str) -> int:
         return int(result.rowcount)
 
 
-def active_keys(engine: Engine) -> dict[str, int]:
-    """SHA-256 of every unrevoked key → its project id."""
+def active_keys(engine: Engine) -> dict[str, tuple[int, str]]:
+    """SHA-256 of every unrevoked key → (its project id, its scope)."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(ApiKey.key_hash, ApiKey.project_id).where(ApiKey.revoked_at.is_(None))
+            select(ApiKey.key_hash, ApiKey.project_id, ApiKey.scope).where(
+                ApiKey.revoked_at.is_(None)
+            )
         )
-        return {digest: int(pid) for digest, pid in rows}
+        return {digest: (int(pid), str(scope)) for digest, pid, scope in rows}
 
 
 def touch_keys(engine: Engine, used: dict[str, datetime]) -> None:
@@ -119,3 +126,9 @@ def forget_user(engine: Engine, user_hash: str, project: int | None = None) -> d
                 statement = statement.where(table.c.project_id == project)
             removed[table.name] = int(conn.execute(statement).rowcount)
     return removed
+
+
+def count_projects(engine: Engine) -> int:
+    """How many projects exist (the SQL endpoint on SQLite can isolate only one)."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Project)).scalar_one())

@@ -240,4 +240,18 @@ class ApiKey(Base):
     )
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # ingest (OTLP, JSON ingestion), read (query API) or admin (both); SPEC §11.
+    scope: Mapped[str] = mapped_column(String(16), nullable=False, default="ingest")
     __table_args__ = (Index("ix_api_keys_project", "project_id"),)
+
+
+class AnalystRole(Base):
+    """A PostgreSQL LOGIN role that row-level security holds to one project.
+
+    (PostgreSQL also has ``query_secret``, read only by the RLS function; see migration 0003.)
+    """
+
+    __tablename__ = "analyst_roles"
+    role_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
