@@ -26,7 +26,7 @@ from processor.api.users import user_hash
 from processor.errors import ProcessorError, StorageUnavailable
 from processor.ingest.auth import INGESTION, READING, Authenticator, Caller
 from processor.ingest.status import status_codes
-from processor.mapping.json_apis import LEVELS
+from processor.mapping.telling_logger import LEVELS
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AnalyticsService"].full_name
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from processor.api.params import BadParameter
 from processor.api.sqlbits import as_utc, iso
-from processor.mapping.json_apis import INGEST_LOG_TYPES
+from processor.mapping.log_ingestion import LOG_TYPES as INGEST_LOG_TYPES
 from processor.storage.schema import Log
 
 LOGS: Table = Log.__table__  # type: ignore[assignment]

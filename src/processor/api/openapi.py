@@ -8,7 +8,7 @@ from typing import Any
 from processor import __version__
 from processor.api.logs import EVENT_TYPES, SORTABLE
 from processor.api.readers import ENDPOINT_SORTS, SOURCES
-from processor.mapping.json_apis import LEVELS
+from processor.mapping.telling_logger import LEVELS
 from processor.mapping.values import LOG_TYPES
 
 NUM = {"type": "number", "nullable": True}

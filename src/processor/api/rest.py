@@ -25,7 +25,7 @@ from processor.api.users import user_hash
 from processor.errors import ProcessorError, StorageUnavailable
 from processor.ingest.auth import INGESTION, READING, Authenticator, Caller
 from processor.ingest.status import status_codes
-from processor.mapping.json_apis import LEVELS
+from processor.mapping.telling_logger import LEVELS
 from processor.mapping.values import LOG_TYPES
 
 log = structlog.get_logger(__name__)
