@@ -9,7 +9,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from processor import cli
 from processor.analytics.v1 import analytics_pb2 as pb
 from processor.analytics.v1 import analytics_pb2_grpc as pb_grpc
-from tests.integration.api_data import (
+from tests.helpers.api_data import (
     RANGE,
     Request,
     at,
@@ -21,7 +21,7 @@ from tests.integration.api_data import (
     send_requests,
     tl_log,
 )
-from tests.integration.test_security import request_with_span
+from tests.helpers.otlp import request_with_span
 
 READ_PATHS = [
     "/api/v1/users/someone/properties",

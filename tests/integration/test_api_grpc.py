@@ -10,7 +10,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from processor.analytics.v1 import analytics_pb2 as pb
 from processor.analytics.v1 import analytics_pb2_grpc as pb_grpc
-from tests.integration.api_data import BASE, Request, at, hash_id, send_logs, send_requests, tl_log
+from tests.helpers.api_data import BASE, Request, at, hash_id, send_logs, send_requests, tl_log
 
 
 def ts(value) -> Timestamp:

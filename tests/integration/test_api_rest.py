@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from tests.integration.api_data import (
+from tests.helpers.api_data import (
     RANGE,
     Request,
     at,
@@ -18,6 +18,7 @@ from tests.integration.api_data import (
     send_requests,
     tl_log,
 )
+from tests.helpers.examples import LOG_INGESTION_EVENT
 
 STARTUP = [800, 950, 1000, 1100, 1250, 1400, 1800, 2200, 3500, 900, 1050]
 
@@ -281,9 +282,8 @@ def test_a_bad_parameter_is_a_400_naming_it(server, path, params, parameter):
 
 def test_log_ingestion_api_example_reads(server):
     """The Log Ingestion API's documented read requests, after its documented event."""
-    from tests.integration.test_compat_api import SEED_001_EVENT
 
-    resp = post(server, "/api/v1/ingest", SEED_001_EVENT)
+    resp = post(server, "/api/v1/ingest", LOG_INGESTION_EVENT)
     assert resp.status_code == 200
     found = get(
         server, "/api/v1/logs/filter?event_type=behavioral&user_id=user-123&page=1&page_size=50"

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from processor import cli
 from processor.api import sql_runner
 from processor.api.sql_guard import QueryRejected
-from tests.integration.api_data import (
+from tests.helpers.api_data import (
     Request,
     at,
     make_key,

@@ -10,12 +10,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Column,
     DateTime,
     Double,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -241,17 +243,26 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # ingest (OTLP, JSON ingestion), read (query API) or admin (both); SPEC §11.
-    scope: Mapped[str] = mapped_column(String(16), nullable=False, default="ingest")
+    scope: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="ingest", server_default=text("'ingest'")
+    )
     __table_args__ = (Index("ix_api_keys_project", "project_id"),)
 
 
 class AnalystRole(Base):
-    """A PostgreSQL LOGIN role that row-level security holds to one project.
-
-    (PostgreSQL also has ``query_secret``, read only by the RLS function; see migration 0003.)
-    """
+    """A PostgreSQL LOGIN role that row-level security holds to one project."""
 
     __tablename__ = "analyst_roles"
     role_name: Mapped[str] = mapped_column(String(63), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+# PostgreSQL only: the key that signs the SQL endpoint's project token, readable by the RLS
+# function alone (migration 0003). No primary key: it holds one row.
+QUERY_SECRET = Table(
+    "query_secret",
+    Base.metadata,
+    Column("secret", Text, nullable=False),
+    info={"dialect": "postgresql"},
+)
