@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, event, pool
 
 from processor.storage.schema import Base
 
@@ -34,6 +34,12 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     engine = create_engine(database_url(), poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        # Only a database without tables takes this (an existing one needs a VACUUM): it
+        # lets retention give freed pages back with PRAGMA incremental_vacuum.
+        event.listen(
+            engine, "connect", lambda conn, _: conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        )
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)
         with context.begin_transaction():

@@ -1,4 +1,10 @@
-"""SQLAlchemy 2 models of the analytics tables (SPEC §5). Alembic owns the schema."""
+"""SQLAlchemy 2 models of the analytics tables (SPEC §5). Alembic owns the schema.
+
+Keys (SPEC §13): every primary key starts with ``project_id`` (the Citus distribution column),
+and on the raw event tables it includes the partition key ``timestamp`` (and ``level`` on
+logs, whose days are sub-partitioned by level). On PostgreSQL the raw tables are
+RANGE-partitioned by UTC day; their partitions are made by storage/partitions.py.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -35,8 +42,17 @@ class Base(DeclarativeBase):
     pass
 
 
+# The PostgreSQL partitioning of the raw event tables, as migration 0006 creates it.
+PARTITIONED = {"postgresql_partition_by": "RANGE (timestamp)"}
+
+
+def event_key(*middle: str) -> PrimaryKeyConstraint:
+    """(project_id, timestamp, …, id): unique per partition and per Citus shard."""
+    return PrimaryKeyConstraint("project_id", "timestamp", *middle, "id")
+
+
 class EventMixin:
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid)
     project_id: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     trace_id: Mapped[str | None] = mapped_column(s("trace_id"))
@@ -56,9 +72,11 @@ class EndpointUsage(EventMixin, Base):
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType)
     __table_args__ = (
+        event_key(),
         Index("ix_endpoint_usage_project_time", "project_id", "timestamp"),
         Index("ix_endpoint_usage_project_endpoint_time", "project_id", "endpoint", "timestamp"),
         Index("ix_endpoint_usage_project_user_time", "project_id", "user_id", "timestamp"),
+        PARTITIONED,
     )
 
 
@@ -74,9 +92,11 @@ class FeatureUsage(EventMixin, Base):
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType)
     __table_args__ = (
+        event_key(),
         Index("ix_feature_usage_project_time", "project_id", "timestamp"),
         Index("ix_feature_usage_project_feature_time", "project_id", "feature_name", "timestamp"),
         Index("ix_feature_usage_project_user_time", "project_id", "user_id", "timestamp"),
+        PARTITIONED,
     )
 
 
@@ -90,9 +110,11 @@ class UserActivity(EventMixin, Base):
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType)
     __table_args__ = (
+        event_key(),
         Index("ix_user_activity_project_time", "project_id", "timestamp"),
         Index("ix_user_activity_project_type_time", "project_id", "event_type", "timestamp"),
         Index("ix_user_activity_project_user_time", "project_id", "user_id", "timestamp"),
+        PARTITIONED,
     )
 
 
@@ -114,6 +136,7 @@ class Log(EventMixin, Base):
     metadata_: Mapped[Any] = mapped_column("metadata", JSONType)
     observed_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (
+        event_key("level"),
         Index("ix_logs_project_time", "project_id", "timestamp"),
         Index("ix_logs_project_level_time", "project_id", "level", "timestamp"),
         Index("ix_logs_project_type_time", "project_id", "type", "timestamp"),
@@ -125,6 +148,7 @@ class Log(EventMixin, Base):
             postgresql_using="gin",
             postgresql_ops={"metadata": "jsonb_path_ops"},
         ),
+        PARTITIONED,
     )
 
 
@@ -139,11 +163,13 @@ class PerformanceMetric(EventMixin, Base):
     app_version: Mapped[str | None] = mapped_column(s("app_version"))
     metadata_: Mapped[Any] = mapped_column("metadata", JSONType)
     __table_args__ = (
+        event_key(),
         Index("ix_performance_metrics_project_time", "project_id", "timestamp"),
         Index(
             "ix_performance_metrics_project_metric_time", "project_id", "metric_type", "timestamp"
         ),
         Index("ix_performance_metrics_project_user_time", "project_id", "user_id", "timestamp"),
+        PARTITIONED,
     )
 
 
@@ -154,6 +180,7 @@ class UserProperty(EventMixin, Base):
     property_value: Mapped[Any] = mapped_column(JSONType, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     __table_args__ = (
+        PrimaryKeyConstraint("project_id", "id"),
         UniqueConstraint("project_id", "user_id", "property_key", name="uq_user_properties_key"),
         Index("ix_user_properties_project_key", "project_id", "property_key"),
         Index("ix_user_properties_value", "property_value", postgresql_using="gin"),

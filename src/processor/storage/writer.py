@@ -26,11 +26,18 @@ from sqlalchemy.exc import DBAPIError
 from processor.errors import StorageUnavailable
 from processor.mapping.rows import ROW_TYPES, Batch
 from processor.ops import self_metrics
+from processor.storage.schema import MODELS
 
 log = structlog.get_logger(__name__)
 
 COLUMNS = {table: row_type._fields for table, row_type in ROW_TYPES.items()}  # type: ignore[attr-defined]
 UPSERT_KEY = {"user_properties": ("project_id", "user_id", "property_key")}
+# The raw tables' primary keys (project_id, timestamp[, level], id): on a partitioned table a
+# unique key must hold the partition key, so a retried row is recognised by all of it.
+CONFLICT_KEY = {
+    model.__tablename__: ", ".join(f'"{c.name}"' for c in model.__table__.primary_key.columns)
+    for model in MODELS
+}
 UPSERT_SET = ("timestamp", "trace_id", "span_id", "property_value", "updated_at")
 
 
@@ -60,6 +67,8 @@ def create_db_engine(url: str, *, pool_size: int = 4) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
+            # Before WAL, which would fix the database's format: see alembic/env.py.
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
@@ -199,7 +208,7 @@ class PostgresDialect:
                 # Ordered by id so concurrent transactions take index locks in one order.
                 cur.execute(
                     f"INSERT INTO {table} ({names}) SELECT {plan.select} FROM {stage}"
-                    " ORDER BY id ON CONFLICT (id) DO NOTHING"
+                    f" ORDER BY id ON CONFLICT ({CONFLICT_KEY[table]}) DO NOTHING"
                 )
             else:
                 keys = ", ".join(key)
