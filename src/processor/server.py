@@ -17,6 +17,7 @@ from processor.mapping.privacy import make_hasher
 from processor.ops import self_metrics
 from processor.settings import Settings, redact_url
 from processor.storage import admin
+from processor.storage.housekeeping import Housekeeping
 from processor.storage.writer import SqlWriter, create_db_engine
 
 log = structlog.get_logger(__name__)
@@ -30,6 +31,10 @@ class App:
         self.health_interval = health_interval
         self.engine = create_db_engine(settings.sqlalchemy_url)
         self.writer = SqlWriter(self.engine, max_rows=settings.writer_max_rows)
+        # Partitions and retention (SPEC §13), on a small pool of its own.
+        self.housekeeping = Housekeeping(
+            settings, create_db_engine(settings.sqlalchemy_url, pool_size=2)
+        )
         self.auth = KeyGate(
             settings.api_keys,
             RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
@@ -56,6 +61,7 @@ class App:
 
     async def start(self) -> None:
         await self.writer.start()
+        await self.housekeeping.start()
         await self.refresh_keys()
         self._warn_if_open()
         await self.grpc.start()
@@ -113,7 +119,9 @@ class App:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
-        await asyncio.gather(self.grpc.shutdown(grace), self.http.shutdown())
+        await asyncio.gather(
+            self.grpc.shutdown(grace), self.http.shutdown(), self.housekeeping.shutdown(grace)
+        )
         self.pipeline.shutdown()
         await self.writer.shutdown()
         log.info("stopped")

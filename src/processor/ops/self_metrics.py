@@ -37,3 +37,8 @@ INFLIGHT_REQUESTS = Gauge(
 )
 INFLIGHT_BYTES = Gauge("processor_inflight_bytes", "Bytes of admitted export requests not answered")
 DATABASE_UP = Gauge("processor_database_up", "1 when the last database check succeeded")
+DEFAULT_PARTITION_ROWS = Gauge(
+    "processor_default_partition_rows",
+    "Rows in a raw table's DEFAULT partition (days without a partition), PostgreSQL",
+    ["table"],
+)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import psycopg
 import structlog
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -35,8 +35,9 @@ UPSERT_KEY = {"user_properties": ("project_id", "user_id", "property_key")}
 # The raw tables' primary keys (project_id, timestamp[, level], id): on a partitioned table a
 # unique key must hold the partition key, so a retried row is recognised by all of it.
 CONFLICT_KEY = {
-    model.__tablename__: ", ".join(f'"{c.name}"' for c in model.__table__.primary_key.columns)
-    for model in MODELS
+    table.name: ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+    for table in (model.__table__ for model in MODELS)
+    if isinstance(table, Table)
 }
 UPSERT_SET = ("timestamp", "trace_id", "span_id", "property_value", "updated_at")
 
