@@ -255,17 +255,20 @@ def incremental_vacuum(engine: Engine) -> int:
     """Give freed SQLite pages back to the file system, a bounded step at a time."""
     freed = 0
     with engine.connect() as conn:
-        if conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        if raw.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             log.warning(
                 "sqlite_auto_vacuum_off",
                 hint="deleted rows' pages are reused but the file does not shrink;"
                 " run VACUUM once (offline) to switch to auto_vacuum=INCREMENTAL",
             )
             return 0
-        while (before := int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())) > 0:
-            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
-            conn.commit()
-            after = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
+        while (before := raw.execute("PRAGMA freelist_count").fetchone()[0]) > 0:
+            # Each step of this statement frees one page, and Python's execute() takes only
+            # one step for a statement without result columns; executescript() runs it out.
+            raw.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
+            after = raw.execute("PRAGMA freelist_count").fetchone()[0]
             freed += before - after
             if after >= before:
                 break
