@@ -239,6 +239,9 @@ def _postgres_table(
             result.rows += rows
             result.partitions += leaves
             continue
+        if not leaves_now:  # a day not divided by level: bounded deletes inside it
+            result.rows += expire(engine, name, condition, run)
+            continue
         for level in sorted(expired):
             if f"{name}_{level}" in leaves_now:
                 rows, leaves = drop(engine, f"{name}_{level}", dry_run)
