@@ -37,9 +37,11 @@ def run_migrations_online() -> None:
     if engine.dialect.name == "sqlite":
         # Only a database without tables takes this (an existing one needs a VACUUM): it
         # lets retention give freed pages back with PRAGMA incremental_vacuum.
-        event.listen(
-            engine, "connect", lambda conn, _: conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        )
+        def incremental(conn: object, _record: object) -> None:
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:  # type: ignore[attr-defined]
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # type: ignore[attr-defined]
+
+        event.listen(engine, "connect", incremental)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)
         with context.begin_transaction():

@@ -34,10 +34,15 @@ from tests.integration.sdk import resource
 hash_id = make_hasher()
 
 
+# One start time for every span: the same span_byte is the same span (the same row key,
+# which includes the timestamp), so sending it again is a retry.
+SPAN_START = time.time_ns()
+
+
 def request_with_span(
     user: str = "u-1", span_byte: int = 1
 ) -> trace_service_pb2.ExportTraceServiceRequest:
-    now = time.time_ns()
+    now = SPAN_START
     span = trace_pb2.Span(
         trace_id=bytes([span_byte]) * 16,
         span_id=bytes([span_byte]) * 8,

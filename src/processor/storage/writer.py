@@ -68,8 +68,10 @@ def create_db_engine(url: str, *, pool_size: int = 4) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            # Before WAL, which would fix the database's format: see alembic/env.py.
-            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            # Only a new, empty file takes it (see alembic/env.py), before WAL fixes the
+            # format. Never on an existing file: setting it would wait for the write lock.
+            if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
+                cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
