@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, event, pool
 
 from processor.storage.migrate import compare_options
 from processor.storage.schema import Base
@@ -39,6 +39,14 @@ def run_migrations_online() -> None:
             context.run_migrations()
         return
     engine = create_engine(database_url(), poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        # Only a database without tables takes this (an existing one needs a VACUUM): it
+        # lets retention give freed pages back with PRAGMA incremental_vacuum.
+        def incremental(conn: object, _record: object) -> None:
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:  # type: ignore[attr-defined]
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # type: ignore[attr-defined]
+
+        event.listen(engine, "connect", incremental)
     with engine.connect() as conn:
         context.configure(
             connection=conn, target_metadata=target_metadata, **compare_options(conn.dialect.name)

@@ -1,4 +1,4 @@
-"""``telemetry-processor``: serve, migrate, hash-id, keys, analysts, forget-user."""
+"""``telemetry-processor``: serve, migrate, hash-id, keys, analysts, forget-user, retention."""
 
 from __future__ import annotations
 
@@ -86,6 +86,14 @@ def parser() -> argparse.ArgumentParser:
     forget.add_argument("user_id", help="the raw user id; it is hashed to find the rows")
     forget.add_argument("--project", help="only this project's rows")
     forget.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
+
+    retention = sub.add_parser(
+        "retention", help="remove rows past their retention (RETENTION) and print per table"
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="only print what would be removed"
+    )
+    retention.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
     return p
 
 
@@ -119,11 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(
             settings, passthrough, ready_fd=args.ready_fd, rate_limit_fd=args.rate_limit_fd
         )
-    if args.command in ("keys", "forget-user", "analysts"):
+    if args.command in ("keys", "forget-user", "analysts", "retention"):
         if migrate(settings, quiet=True) != 0:
             return 1
         if args.command == "analysts":
             return manage_analysts(settings, args)
+        if args.command == "retention":
+            return retention(settings, dry_run=args.dry_run)
         return (
             manage_keys(settings, args) if args.command == "keys" else forget_user(settings, args)
         )
@@ -217,6 +227,24 @@ def forget_user(settings: Settings, args: argparse.Namespace) -> int:
     for table, count in removed.items():
         print(f"{table}: {count}")
     print(f"total: {sum(removed.values())} rows removed for user hash {user_hash}")
+    return 0
+
+
+def retention(settings: Settings, *, dry_run: bool) -> int:
+    """Waits for a retention round running elsewhere (the serving process), then runs."""
+    from processor.storage import retention as policy
+    from processor.storage.housekeeping import RETENTION_LOCK
+    from processor.storage.maintenance import RunnerLock
+    from processor.storage.writer import create_db_engine
+
+    engine = create_db_engine(settings.sqlalchemy_url, pool_size=2)
+    try:
+        with RunnerLock(engine, RETENTION_LOCK).held(blocking=True):
+            results = policy.run_retention(engine, settings.retention, dry_run=dry_run)
+    finally:
+        engine.dispose()
+    for line in policy.report_lines(results, postgres=settings.is_postgres):
+        print(line)
     return 0
 
 

@@ -22,6 +22,7 @@ from processor.mapping.privacy import make_hasher
 from processor.ops import health, self_metrics
 from processor.settings import Settings, redact_url
 from processor.storage import admin
+from processor.storage.housekeeping import Housekeeping
 from processor.storage.writer import SqlWriter, create_db_engine
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,10 @@ class App:
         self.health_interval = health_interval
         self.engine = create_db_engine(settings.sqlalchemy_url)
         self.writer = SqlWriter(self.engine, max_rows=settings.writer_max_rows)
+        # Partitions and retention (SPEC §13), on a small pool of its own.
+        self.housekeeping = Housekeeping(
+            settings, create_db_engine(settings.sqlalchemy_url, pool_size=2)
+        )
         self.auth = KeyGate(
             settings.api_keys,
             RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst, buckets=buckets),
@@ -70,6 +75,7 @@ class App:
             (self.writer,),
             (self.pipeline,),
             (self.query,),
+            (self.housekeeping,),
             (self.grpc, self.http),
         ]
         self.database_up = False

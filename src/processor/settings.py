@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import quote
 
 DEFAULT_DATABASE_URL = "sqlite:///analytics.db"
@@ -15,6 +18,70 @@ _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 class SettingsError(ValueError):
     """A configuration value is unusable; the message names the variable."""
+
+
+# SPEC §13: retention per target, the Telling Logger's defaults. None means keep forever.
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "fatal")
+RETENTION_DEFAULTS: Mapping[str, timedelta | None] = MappingProxyType(
+    {
+        "logs.trace": timedelta(days=7),
+        "logs.debug": timedelta(days=7),
+        "logs.info": timedelta(days=30),
+        "logs.warning": timedelta(days=90),
+        "logs.error": timedelta(days=90),
+        "logs.fatal": timedelta(days=90),
+        "performance_metrics": timedelta(days=90),
+        "endpoint_usage": timedelta(days=365),
+        "feature_usage": timedelta(days=365),
+        "user_activity": timedelta(days=365),
+        "rollups.hour": timedelta(days=90),
+        "rollups.day": timedelta(days=5 * 365),
+    }
+)
+_DURATION = re.compile(r"(\d+)\s*([hdwy])")
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+_UNITS["y"] = timedelta(days=365)
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``7d``, ``12h``, ``2w``, ``1y`` or ``forever`` (None); ValueError otherwise."""
+    value = text.strip().lower()
+    if value == "forever":
+        return None
+    match = _DURATION.fullmatch(value)
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(text)
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_retention(text: str) -> Mapping[str, timedelta | None]:
+    """``RETENTION``: comma-separated ``target=duration`` over the defaults.
+
+    ``logs=DURATION`` sets every log level; a level named explicitly wins over it.
+    """
+    policy = dict(RETENTION_DEFAULTS)
+    explicit: dict[str, timedelta | None] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        target, sep, duration = (x.strip() for x in item.partition("="))
+        if not sep or not target:
+            raise SettingsError(f"RETENTION: {item!r} is not target=duration")
+        if target != "logs" and target not in RETENTION_DEFAULTS:
+            raise SettingsError(
+                f"RETENTION: unknown target {target!r}; expected logs, "
+                + ", ".join(RETENTION_DEFAULTS)
+            )
+        try:
+            period = parse_duration(duration)
+        except ValueError:
+            raise SettingsError(
+                f"RETENTION: bad duration {duration!r} for {target}; use e.g. 7d, 12h or forever"
+            ) from None
+        if target == "logs":
+            policy.update({f"logs.{level}": period for level in LOG_LEVELS})
+        else:
+            explicit[target] = period
+    policy.update(explicit)
+    return MappingProxyType(policy)
 
 
 @dataclass(frozen=True)
@@ -47,6 +114,10 @@ class Settings:
     # POST /api/v1/query (SPEC §11): per-statement time limit and most rows answered.
     query_timeout_seconds: int = 10
     query_max_rows: int = 10000
+    # Data lifecycle (SPEC §13).
+    retention: Mapping[str, timedelta | None] = field(default_factory=lambda: RETENTION_DEFAULTS)
+    retention_interval_seconds: int = 3600
+    partition_premake_days: int = 7
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -80,6 +151,8 @@ class Settings:
             "WORKERS": "workers",
             "QUERY_TIMEOUT_SECONDS": "query_timeout_seconds",
             "QUERY_MAX_ROWS": "query_max_rows",
+            "RETENTION_INTERVAL_SECONDS": "retention_interval_seconds",
+            "PARTITION_PREMAKE_DAYS": "partition_premake_days",
         }
         for var, name in ints.items():
             raw = env.get(var)
@@ -96,6 +169,8 @@ class Settings:
             values["user_id_hash_key"] = env["USER_ID_HASH_KEY"]
         if env.get("API_KEYS"):
             values["api_keys"] = tuple(k.strip() for k in env["API_KEYS"].split(",") if k.strip())
+        if env.get("RETENTION", "").strip():
+            values["retention"] = parse_retention(env["RETENTION"])
         for var, name in (
             ("TLS_CERT_FILE", "tls_cert_file"),
             ("TLS_KEY_FILE", "tls_key_file"),
@@ -138,10 +213,18 @@ class Settings:
             "WORKERS": (self.workers, 1),
             "QUERY_TIMEOUT_SECONDS": (self.query_timeout_seconds, 1),
             "QUERY_MAX_ROWS": (self.query_max_rows, 1),
+            "RETENTION_INTERVAL_SECONDS": (self.retention_interval_seconds, 1),
+            "PARTITION_PREMAKE_DAYS": (self.partition_premake_days, 1),
         }
         for var, (value, least) in positive.items():
             if value < least:
                 raise SettingsError(f"{var} must be at least {least}, got {value}")
+        if self.partition_premake_days > 366:
+            raise SettingsError(
+                f"PARTITION_PREMAKE_DAYS must be at most 366, got {self.partition_premake_days}"
+            )
+        if set(self.retention) != set(RETENTION_DEFAULTS):
+            raise SettingsError("RETENTION must name every target (build it with parse_retention)")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
         if self.tls_client_ca_file and not self.tls_cert_file:

@@ -225,9 +225,14 @@ def trace_request(tag: str, spans: int = 10, *, pad: int = 0) -> tuple[bytes, li
     return traces(*built).SerializeToString(), [s.span_id.hex() for s in built]
 
 
+# One start time for every span: the same span_byte is the same span (the same row key,
+# which includes the timestamp), so sending it again is a retry.
+SPAN_START = time.time_ns()
+
+
 def request_with_span(user: str = "u-1", span_byte: int = 1) -> ExportTraceServiceRequest:
-    """One SERVER span (GET /items) of ``user``, now; ids are ``span_byte`` repeated."""
-    now = time.time_ns()
+    """One SERVER span (GET /items) of ``user``; ids are ``span_byte`` repeated."""
+    now = SPAN_START
     return traces(
         span(
             "GET /items",

@@ -28,6 +28,7 @@ def test_each_component_shuts_down_twice_after_the_app(server, db):
         "SqlWriter",
         "Pipeline",
         "QueryService",
+        "Housekeeping",
         "GrpcReceiver",
         "HttpReceiver",
     }

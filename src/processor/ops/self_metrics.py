@@ -60,6 +60,12 @@ DATABASE_UP = Gauge(
     "1 when the last database check succeeded",
     multiprocess_mode="livemin",
 )
+DEFAULT_PARTITION_ROWS = Gauge(
+    "processor_default_partition_rows",
+    "Rows in a raw table's DEFAULT partition (days without a partition), PostgreSQL",
+    ["table"],
+    multiprocess_mode="livemax",
+)
 
 
 def exposition(metrics_dir: str | None = None) -> tuple[bytes, str]:

@@ -1,4 +1,10 @@
-"""SQLAlchemy 2 models of the analytics tables (SPEC §5). Alembic owns the schema."""
+"""SQLAlchemy 2 models of the analytics tables (SPEC §5). Alembic owns the schema.
+
+Keys (SPEC §13): every primary key starts with ``project_id`` (the Citus distribution column),
+and on the raw event tables it includes the partition key ``timestamp`` (and ``level`` on
+logs, whose days are sub-partitioned by level). On PostgreSQL the raw tables are
+RANGE-partitioned by UTC day; their partitions are made by storage/partitions.py.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -89,9 +96,18 @@ class Base(DeclarativeBase):
     pass
 
 
+# The PostgreSQL partitioning of the raw event tables, as migration 0004 creates it.
+PARTITIONED = {"postgresql_partition_by": "RANGE (timestamp)"}
+
+
+def event_key(*middle: str) -> PrimaryKeyConstraint:
+    """(project_id, timestamp, …, id): unique per partition and per Citus shard."""
+    return PrimaryKeyConstraint("project_id", "timestamp", *middle, "id")
+
+
 class EventMixin:
     # sort_order: these come first, as in the migrations and the row types.
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, sort_order=-5)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, sort_order=-5)
     project_id: Mapped[int] = mapped_column(
         Integer, nullable=False, server_default=text("1"), sort_order=-4
     )
@@ -113,9 +129,11 @@ class EndpointUsage(EventMixin, Base):
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType, nullable=True)
     __table_args__ = (
+        event_key(),
         Index("ix_endpoint_usage_project_time", "project_id", "timestamp"),
         Index("ix_endpoint_usage_project_endpoint_time", "project_id", "endpoint", "timestamp"),
         Index("ix_endpoint_usage_project_user_time", "project_id", "user_id", "timestamp"),
+        PARTITIONED,
     )
 
 
@@ -131,9 +149,11 @@ class FeatureUsage(EventMixin, Base):
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType, nullable=True)
     __table_args__ = (
+        event_key(),
         Index("ix_feature_usage_project_time", "project_id", "timestamp"),
         Index("ix_feature_usage_project_feature_time", "project_id", "feature_name", "timestamp"),
         Index("ix_feature_usage_project_user_time", "project_id", "user_id", "timestamp"),
+        PARTITIONED,
     )
 
 
@@ -147,9 +167,11 @@ class UserActivity(EventMixin, Base):
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType, nullable=True)
     __table_args__ = (
+        event_key(),
         Index("ix_user_activity_project_time", "project_id", "timestamp"),
         Index("ix_user_activity_project_type_time", "project_id", "event_type", "timestamp"),
         Index("ix_user_activity_project_user_time", "project_id", "user_id", "timestamp"),
+        PARTITIONED,
     )
 
 
@@ -171,6 +193,7 @@ class Log(EventMixin, Base):
     metadata_: Mapped[Any] = mapped_column("metadata", JSONType, nullable=True)
     observed_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (
+        event_key("level"),
         Index("ix_logs_project_time", "project_id", "timestamp"),
         Index("ix_logs_project_level_time", "project_id", "level", "timestamp"),
         Index("ix_logs_project_type_time", "project_id", "type", "timestamp"),
@@ -184,6 +207,7 @@ class Log(EventMixin, Base):
                 postgresql_ops={"metadata": "jsonb_path_ops"},
             )
         ),
+        PARTITIONED,
     )
 
 
@@ -198,11 +222,13 @@ class PerformanceMetric(EventMixin, Base):
     app_version: Mapped[str | None] = mapped_column(s("app_version"))
     metadata_: Mapped[Any] = mapped_column("metadata", JSONType, nullable=True)
     __table_args__ = (
+        event_key(),
         Index("ix_performance_metrics_project_time", "project_id", "timestamp"),
         Index(
             "ix_performance_metrics_project_metric_time", "project_id", "metric_type", "timestamp"
         ),
         Index("ix_performance_metrics_project_user_time", "project_id", "user_id", "timestamp"),
+        PARTITIONED,
     )
 
 
@@ -213,6 +239,7 @@ class UserProperty(EventMixin, Base):
     property_value: Mapped[Any] = mapped_column(JSONType, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     __table_args__ = (
+        PrimaryKeyConstraint("project_id", "id"),
         UniqueConstraint("project_id", "user_id", "property_key", name="uq_user_properties_key"),
         Index("ix_user_properties_project_key", "project_id", "property_key"),
         postgres_only(Index("ix_user_properties_value", "property_value", postgresql_using="gin")),

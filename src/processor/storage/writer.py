@@ -19,18 +19,26 @@ from typing import Any, Protocol
 
 import psycopg
 import structlog
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from processor.errors import StorageUnavailable
 from processor.mapping.rows import ROW_TYPES, Batch
 from processor.ops import self_metrics
+from processor.storage.schema import MODELS
 
 log = structlog.get_logger(__name__)
 
 COLUMNS = {table: row_type._fields for table, row_type in ROW_TYPES.items()}  # type: ignore[attr-defined]
 UPSERT_KEY = {"user_properties": ("project_id", "user_id", "property_key")}
+# The raw tables' primary keys (project_id, timestamp[, level], id): on a partitioned table a
+# unique key must hold the partition key, so a retried row is recognised by all of it.
+CONFLICT_KEY = {
+    table.name: ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
+    for table in (model.__table__ for model in MODELS)
+    if isinstance(table, Table)
+}
 UPSERT_SET = ("timestamp", "trace_id", "span_id", "property_value", "updated_at")
 
 
@@ -60,6 +68,10 @@ def create_db_engine(url: str, *, pool_size: int = 4) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
+            # Only a new, empty file takes it (see alembic/env.py), before WAL fixes the
+            # format. Never on an existing file: setting it would wait for the write lock.
+            if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
+                cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
@@ -201,7 +213,7 @@ class PostgresBackend:
                 # Ordered by id so concurrent transactions take index locks in one order.
                 cur.execute(
                     f"INSERT INTO {table} ({names}) SELECT {plan.select} FROM {stage}"
-                    " ORDER BY id ON CONFLICT (id) DO NOTHING"
+                    f" ORDER BY id ON CONFLICT ({CONFLICT_KEY[table]}) DO NOTHING"
                 )
             else:
                 keys = ", ".join(key)

@@ -1,0 +1,345 @@
+"""``python -m bench.lifecycle``: the data lifecycle on PostgreSQL (SPEC §13), in one run.
+
+1. ingest: the writer's real path (binary COPY into staging, INSERT … ON CONFLICT on the
+   primary key) into day-partitioned tables and into unpartitioned copies with the same keys
+   and indexes, alternated round by round; rows/s and the PostgreSQL backend's CPU µs per row.
+2. retention: ``--days`` days of ``--rows-per-day`` rows (generate_series, not the server)
+   in endpoint_usage, plus 2 kept days; the expired days go by dropping partitions, against
+   one DELETE on the unpartitioned table: time, WAL, table size afterwards.
+3. logs levels: a day of logs, 40 % debug: dropping the debug leaf against batched deletes
+   (5000 rows per transaction) inside an unsubdivided day: time, WAL, size afterwards.
+4. BRIN: a one-hour time-range count over a 1-million-row day with the btree indexes only,
+   and with a BRIN index on timestamp added.
+
+Databases ``bench_lc_part`` and ``bench_lc_plain`` are (re)created. Results: stdout and
+``--json``; bench/README.md quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+import psycopg
+from sqlalchemy import create_engine
+
+from bench.limit import prebuilt_rows
+from bench.workload import Workload
+from processor.settings import RETENTION_DEFAULTS, parse_retention
+from processor.storage import partitions
+from processor.storage.migrate import upgrade
+from processor.storage.retention import run_retention
+from processor.storage.writer import PostgresDialect
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+RAW = partitions.RAW_TABLES
+
+
+def url_for(admin: str, name: str) -> str:
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def recreate(admin: str, name: str) -> str:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = url_for(admin, name)
+    upgrade(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    return url
+
+
+def unpartition(url: str) -> None:
+    """The same tables, keys and indexes, without partitions."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in RAW:
+            conn.execute(f"ALTER TABLE {table} RENAME TO {table}_part")
+            conn.execute(f"ALTER TABLE {table}_part RENAME CONSTRAINT {table}_pkey TO {table}_pk0")
+            defs = [
+                r[0].replace(" ON ONLY ", " ON ").replace(f"{table}_part", table)
+                for r in conn.execute(
+                    "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
+                    " WHERE indrelid = %s::regclass AND NOT indisprimary",
+                    (f"{table}_part",),
+                )
+            ]
+            conn.execute(f"CREATE TABLE {table} (LIKE {table}_part INCLUDING DEFAULTS)")
+            conn.execute(f"DROP TABLE {table}_part")
+            key = (
+                "project_id, timestamp, level, id"
+                if table == "logs"
+                else "project_id, timestamp, id"
+            )
+            conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY ({key})")
+            for statement in defs:
+                conn.execute(statement)
+
+
+def backend_cpu(conn: psycopg.Connection[Any]) -> float:
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+# --- 1. ingest -------------------------------------------------------------------------------
+
+
+def ingest_round(url: str, batches: list[dict[str, list[tuple]]]) -> tuple[float, float, int]:
+    """(rows/s, backend CPU µs per row, rows) for inserting ``batches`` through the writer."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=1)
+    dialect = PostgresDialect()
+    rows = sum(len(r) for b in batches for r in b.values())
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cpu0, t0 = backend_cpu(raw), time.perf_counter()
+        for batch in batches:
+            with conn.begin():
+                for table, table_rows in batch.items():
+                    dialect.insert(conn, table, table_rows)
+        elapsed = time.perf_counter() - t0
+        cpu = backend_cpu(raw) - cpu0
+    engine.dispose()
+    return rows / elapsed, cpu / rows * 1e6, rows
+
+
+def fresh_batches(
+    templates: list[dict[str, list[tuple]]], count: int
+) -> list[dict[str, list[tuple]]]:
+    """``count`` group-commit batches of router rows with fresh ids and today's timestamps."""
+    now = datetime.now(UTC)
+    out = []
+    for i in range(count):
+        template = templates[i % len(templates)]
+        out.append(
+            {
+                table: [
+                    (str(uuid.uuid4()), row[1], now - timedelta(seconds=n % 3600), *row[3:])
+                    for n, row in enumerate(rows)
+                ]
+                for table, rows in template.items()
+            }
+        )
+    return out
+
+
+def bench_ingest(part: str, plain: str, rounds: int, batches: int) -> dict[str, Any]:
+    traces, logs = prebuilt_rows(Workload(templates=8))
+    templates = [*traces, *traces, *traces, *logs[:2]]  # about 10 % logs, as in make bench
+    results: dict[str, list[tuple[float, float]]] = {"partitioned": [], "unpartitioned": []}
+    for n in range(rounds):
+        order = [("partitioned", part), ("unpartitioned", plain)]
+        for name, url in order if n % 2 == 0 else order[::-1]:
+            rate, cpu, rows = ingest_round(url, fresh_batches(templates, batches))
+            results[name].append((rate, cpu))
+            print(f"  ingest round {n + 1} {name}: {rate:,.0f} rows/s, {cpu:.1f} µs CPU/row")
+    summary = {
+        name: {
+            "rows_per_s": statistics.median(r for r, _ in values),
+            "cpu_us_per_row": statistics.median(c for _, c in values),
+        }
+        for name, values in results.items()
+    }
+    summary["ratio"] = summary["partitioned"]["rows_per_s"] / summary["unpartitioned"]["rows_per_s"]
+    summary["rows_per_round"] = rows
+    return summary
+
+
+# --- 2. retention ----------------------------------------------------------------------------
+
+GENERATE = """
+INSERT INTO endpoint_usage (id, project_id, timestamp, endpoint, method, user_id, status_code,
+                            duration_ms, service_name, event_metadata)
+SELECT gen_random_uuid(), 1 + (g %% 3), %(start)s::timestamptz + (g::bigint * %(step)s) * interval '1 microsecond',
+       '/api/items/{id}', 'GET', md5((g %% 20000)::text)::varchar(16), 200 + (g %% 5),
+       (g %% 1000) / 10.0, 'shop', '{"k": 1}'::jsonb
+FROM generate_series(0, %(rows)s - 1) AS g
+"""
+
+
+def size(conn: psycopg.Connection[Any], table: str) -> int:
+    """Heap, TOAST and indexes of the table, or of all its partitions."""
+    return int(
+        conn.execute(
+            "SELECT CASE WHEN relkind = 'p' THEN (SELECT sum(pg_total_relation_size(relid))"
+            " FROM pg_partition_tree(oid)) ELSE pg_total_relation_size(oid) END"
+            " FROM pg_class WHERE oid = %s::regclass",
+            (table,),
+        ).fetchone()[0]  # type: ignore[index]
+    )
+
+
+def wal(conn: psycopg.Connection[Any]) -> int:
+    return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])  # type: ignore[index]
+
+
+def load_days(url: str, days: int, per_day: int, today: datetime) -> None:
+    step = int(86_400_000_000 / per_day)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE endpoint_usage")
+        for n in range(days + 2):
+            start = today - timedelta(days=days + 1 - n)
+            conn.execute(GENERATE, {"start": start, "step": step, "rows": per_day})  # type: ignore[arg-type]
+        conn.execute("VACUUM ANALYZE endpoint_usage")
+
+
+def measure(url: str, action: Callable[[], Any]) -> dict[str, float]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        before_size, before_wal = size(conn, "endpoint_usage"), wal(conn)
+        t0 = time.perf_counter()
+        action()
+        elapsed = time.perf_counter() - t0
+        after_wal = wal(conn)
+        conn.execute("VACUUM endpoint_usage")
+        after_size = size(conn, "endpoint_usage")
+    return {
+        "seconds": elapsed,
+        "wal_mb": (after_wal - before_wal) / 2**20,
+        "size_before_mb": before_size / 2**20,
+        "size_after_vacuum_mb": after_size / 2**20,
+    }
+
+
+def bench_retention(part: str, plain: str, days: int, per_day: int) -> dict[str, Any]:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    engine = create_engine(part.replace("postgresql://", "postgresql+psycopg://", 1))
+    for n in range(days + 2):
+        partitions.create_day(
+            engine, "endpoint_usage", (today - timedelta(days=days + 1 - n)).date()
+        )
+    t0 = time.perf_counter()
+    load_days(part, days, per_day, today)
+    load_days(plain, days, per_day, today)
+    print(f"  loaded {2 * (days + 2) * per_day:,} rows in {time.perf_counter() - t0:.0f} s")
+    policy = parse_retention("endpoint_usage=1d")  # keeps yesterday and today
+    dropped = measure(part, lambda: run_retention(engine, {**RETENTION_DEFAULTS, **policy}))
+    engine.dispose()
+    cutoff = today - timedelta(days=1)
+
+    def delete() -> None:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute("DELETE FROM endpoint_usage WHERE timestamp < %s", (cutoff,))
+
+    deleted = measure(plain, delete)
+    return {"days": days, "rows_per_day": per_day, "drop_partitions": dropped, "delete": deleted}
+
+
+# --- 3. per-level logs, 4. BRIN ----------------------------------------------------------------
+
+LOGS = """
+INSERT INTO logs (id, project_id, timestamp, level, type, message, service_name, metadata)
+SELECT gen_random_uuid(), 1, %(start)s::timestamptz + (g * 86400.0 / %(rows)s) * interval '1 second',
+       CASE WHEN g %% 10 < 4 THEN 'debug' WHEN g %% 10 < 9 THEN 'info' ELSE 'error' END,
+       'general', 'request handled in ' || (g %% 500) || ' ms', 'shop', '{"k": 1}'::jsonb
+FROM generate_series(0, %(rows)s - 1) AS g
+"""
+
+
+def bench_levels(part: str, plain: str, rows: int) -> dict[str, Any]:
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=8)
+    engine = create_engine(part.replace("postgresql://", "postgresql+psycopg://", 1))
+    partitions.create_day(engine, "logs", day.date())
+    engine.dispose()
+    out = {}
+    for name, url in (("drop_leaf", part), ("batched_delete", plain)):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE logs")
+            conn.execute(LOGS, {"start": day, "rows": rows})  # type: ignore[arg-type]
+            conn.execute("VACUUM ANALYZE logs")
+            before_size, before_wal, t0 = size(conn, "logs"), wal(conn), time.perf_counter()
+            if name == "drop_leaf":
+                conn.execute(f"DROP TABLE {partitions.partition_name('logs', day.date())}_debug")
+            else:
+                while True:
+                    done = conn.execute(
+                        "DELETE FROM logs WHERE ctid IN (SELECT ctid FROM logs"
+                        " WHERE level = 'debug' LIMIT 5000)"
+                    ).rowcount
+                    if done < 5000:
+                        break
+            elapsed, after_wal = time.perf_counter() - t0, wal(conn)
+            conn.execute("VACUUM logs")
+            out[name] = {
+                "seconds": elapsed,
+                "wal_mb": (after_wal - before_wal) / 2**20,
+                "size_before_mb": before_size / 2**20,
+                "size_after_vacuum_mb": size(conn, "logs") / 2**20,
+            }
+    return out
+
+
+def bench_brin(part: str, repeats: int = 15) -> dict[str, Any]:
+    """Uses the retention phase's data: yesterday's partition holds ``rows_per_day`` rows."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    query = (
+        "SELECT count(*), avg(duration_ms) FROM endpoint_usage"
+        " WHERE timestamp >= %(lo)s AND timestamp < %(hi)s"
+    )
+    params = {"lo": day + timedelta(hours=10), "hi": day + timedelta(hours=11)}
+    out: dict[str, Any] = {}
+    with psycopg.connect(part, autocommit=True) as conn:
+        for variant in ("btree", "btree+brin"):
+            if variant == "btree+brin":
+                conn.execute("CREATE INDEX ix_bench_brin ON endpoint_usage USING brin (timestamp)")
+                conn.execute("ANALYZE endpoint_usage")
+            timings = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+                timings.append((time.perf_counter() - t0) * 1000)
+            plan = conn.execute("EXPLAIN " + query, params).fetchall()  # type: ignore[arg-type]
+            out[variant] = {
+                "median_ms": statistics.median(timings),
+                "plan": " ".join(r[0].strip() for r in plan[:3]),
+            }
+        out["brin_size_kb"] = (
+            conn.execute(
+                "SELECT coalesce(sum(pg_relation_size(relid)), 0) FROM"
+                " pg_partition_tree('ix_bench_brin'::regclass)"
+            ).fetchone()[0]  # type: ignore[index]
+            / 1024
+        )
+        conn.execute("DROP INDEX ix_bench_brin")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.lifecycle", description=__doc__)
+    p.add_argument("--admin-url", default=ADMIN)
+    p.add_argument("--rounds", type=int, default=5, help="ingest rounds per variant")
+    p.add_argument("--batches", type=int, default=60, help="group commits per ingest round")
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--rows-per-day", type=int, default=1_000_000)
+    p.add_argument("--log-rows", type=int, default=1_000_000)
+    p.add_argument("--skip", action="append", default=[], choices=["ingest", "retention", "levels"])
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    part = recreate(args.admin_url, "bench_lc_part")
+    plain = recreate(args.admin_url, "bench_lc_plain")
+    unpartition(plain)
+    results: dict[str, Any] = {"started": datetime.now(UTC).isoformat()}
+    if "ingest" not in args.skip:
+        print("ingest (writer path, partitioned vs unpartitioned):")
+        results["ingest"] = bench_ingest(part, plain, args.rounds, args.batches)
+    if "retention" not in args.skip:
+        print(f"retention ({args.days} days x {args.rows_per_day:,} rows):")
+        results["retention"] = bench_retention(part, plain, args.days, args.rows_per_day)
+        results["brin"] = bench_brin(part)
+    if "levels" not in args.skip:
+        print(f"logs per level ({args.log_rows:,} rows, 40 % debug):")
+        results["levels"] = bench_levels(part, plain, args.log_rows)
+    print(json.dumps(results, indent=2, default=str))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
