@@ -1,4 +1,4 @@
-"""Migration 0004 keeps populated data: counts and checksums before and after, both ways."""
+"""Migration 0003 keeps populated data: counts and checksums before and after, both ways."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_partitioning_keeps_rows_extra_columns_and_indexes(fresh_url):
     # Migrate in a session whose TimeZone is not UTC (and not a whole hour off).
     offset = fresh_url.update_query_dict({"options": "-c TimeZone=America/St_Johns"})
     config = alembic_config(offset.render_as_string(hide_password=False))
-    command.upgrade(config, "0003")
+    command.upgrade(config, "0002")
     engine = create_engine(plain)
     try:
         with engine.begin() as conn:  # what a later revision (span status) adds
@@ -112,7 +112,7 @@ def test_partitioning_keeps_rows_extra_columns_and_indexes(fresh_url):
         assert located[datetime(1971, 3, 1, tzinfo=UTC)] == "endpoint_usage_default"
         assert leaf is not None and leaf.endswith("_debug")
 
-        command.downgrade(config, "0003")
+        command.downgrade(config, "0002")
         assert checksums(engine) == before
         with engine.connect() as conn:
             assert not partitions.is_partitioned(conn, "logs")

@@ -3,7 +3,7 @@ row-level security holds to one project.
 
 ``grant`` creates a role ``analyst_<project>_<random>`` with a random password, a member of
 ``processor_reader`` (SELECT on the analytics tables only, no TEMP), and records it in
-``analyst_roles``, which the RLS function of migration 0003 reads by ``session_user``: the
+``analyst_roles``, which the RLS function of migration 0004 reads by ``session_user``: the
 role sees its project's rows and nothing else, whatever it SETs. ``revoke`` drops it.
 """
 

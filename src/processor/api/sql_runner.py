@@ -3,7 +3,7 @@
 PostgreSQL: a READ ONLY transaction as the SELECT-only role ``processor_reader`` (SET LOCAL
 ROLE), ``statement_timeout`` = QUERY_TIMEOUT_SECONDS, and the transaction setting
 ``processor.project`` = ``ID:sha256(secret:ID)``, which the row-level-security policies of
-migration 0003 turn into "only project ID's rows". Rows come through a server-side cursor,
+migration 0004 turn into "only project ID's rows". Rows come through a server-side cursor,
 so a huge result is never held: at most QUERY_MAX_ROWS + 1 rows are fetched.
 
 SQLite: a second, read-only connection (``mode=ro``), ``PRAGMA query_only``, an authorizer

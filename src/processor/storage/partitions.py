@@ -1,6 +1,6 @@
 """Daily partitions of the raw event tables on PostgreSQL (SPEC §13), plain PostgreSQL DDL.
 
-Layout (made by migration 0004): ``{table}_pYYYYMMDD`` holds one UTC day, ``{table}_default``
+Layout (made by migration 0003): ``{table}_pYYYYMMDD`` holds one UTC day, ``{table}_default``
 catches rows of days without a partition. A day of ``logs`` is itself LIST-partitioned by
 level: ``logs_pYYYYMMDD_{level}`` per level plus ``logs_pYYYYMMDD_other`` (DEFAULT), so each
 level's retention drops leaves.

@@ -96,7 +96,7 @@ class Base(DeclarativeBase):
     pass
 
 
-# The PostgreSQL partitioning of the raw event tables, as migration 0004 creates it.
+# The PostgreSQL partitioning of the raw event tables, as migration 0003 creates it.
 PARTITIONED = {"postgresql_partition_by": "RANGE (timestamp)"}
 
 
@@ -286,7 +286,7 @@ class AnalystRole(Base):
 
 
 # PostgreSQL only: the key that signs the SQL endpoint's project token, readable by the RLS
-# function alone (migration 0003). No primary key: it holds one row.
+# function alone (migration 0004). No primary key: it holds one row.
 QUERY_SECRET = Table(
     "query_secret",
     Base.metadata,

@@ -12,8 +12,8 @@ the raw tables, the partition key ``timestamp`` (and ``level`` on logs):
 (project_id, timestamp, id) / (project_id, timestamp, level, id); user_properties
 (project_id, id). SQLite has no partitions: only its keys change.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01
 """
 
@@ -25,8 +25,8 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
