@@ -7,7 +7,8 @@ from sqlalchemy import ForeignKeyConstraint, PrimaryKeyConstraint, UniqueConstra
 
 from processor.storage.schema import Base
 
-REFERENCE = {"projects", "api_keys"}
+# Reference tables (copied to every Citus node): not distributed by project.
+REFERENCE = {"projects", "api_keys", "analyst_roles", "query_secret"}
 
 
 def unique_keys(table):  # type: ignore[no-untyped-def]

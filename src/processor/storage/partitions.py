@@ -44,6 +44,14 @@ DDL_LOCK_TIMEOUT = "2s"
 _DAY_NAME = re.compile(r"_p(\d{8})$")
 
 
+_PARTITION = re.compile(rf"^(?:{'|'.join(RAW_TABLES)})_(?:p\d{{8}}(?:_[a-z]+)?|default)$")
+
+
+def is_partition(name: str) -> bool:
+    """A day's partition (or a logs day's level table) or a DEFAULT partition."""
+    return _PARTITION.match(name) is not None
+
+
 def partition_name(table: str, day: date) -> str:
     return f"{table}_p{day:%Y%m%d}"
 
