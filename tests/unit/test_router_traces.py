@@ -297,6 +297,17 @@ def test_feature_name_on_span_event_gives_feature_usage(ctx: RouteContext) -> No
     assert json.loads(row.event_metadata)["event.name"] == "ui"
 
 
+def test_feature_span_duration_is_the_span_duration_not_the_attribute(ctx: RouteContext) -> None:
+    attributes = {"feature.name": "export_csv", "feature.duration_ms": 3.5}
+    row = one(route(ctx, span("op", attributes, duration_ms=12)).rows, "feature_usage")
+    assert row.duration_ms == pytest.approx(12)
+
+
+def test_feature_span_event_without_duration_attribute_has_no_duration(ctx: RouteContext) -> None:
+    batch = route(ctx, span("op", events=[event("ui", {"feature.name": "dark_mode"})]))
+    assert one(batch.rows, "feature_usage").duration_ms is None
+
+
 def test_span_without_feature_name_gives_no_feature_usage(ctx: RouteContext) -> None:
     batch = route(ctx, span("op", {"feature.action": "clicked"}))
     assert tables_with_rows(batch.rows) == set()
@@ -439,6 +450,16 @@ def test_performance_metric_span_event_needs_a_value(ctx: RouteContext) -> None:
     batch = route(ctx, span("op", events=[with_value, without]))
     row = one(batch.rows, "performance_metrics")
     assert (row.metric_type, row.value) == ("fps", 59.0)
+
+
+def test_performance_metric_span_event_takes_app_version_from_span_then_resource(
+    ctx: RouteContext,
+) -> None:
+    ev = event("m", {"performance.metric": "fps", "performance.value": 59, "service.version": "9"})
+    on_span = route(ctx, span("op", {"service.version": "2.0"}, events=[ev]))
+    on_resource = route(ctx, span("op", events=[ev]), resource={"service.version": "1.0"})
+    assert one(on_span.rows, "performance_metrics").app_version == "2.0"
+    assert one(on_resource.rows, "performance_metrics").app_version == "1.0"
 
 
 # --- user_properties --------------------------------------------------------------------------
