@@ -72,10 +72,10 @@ def route(ctx: RouteContext, *spans: Span, resource: dict[str, Any] | None = Non
         ),
         pytest.param(
             {"http.request.method": "delete", "http.response.status_code": "404"},
-            "/",
+            "HTTP",
             "DELETE",
             404,
-            id="no-path-lowercase-method-string-status",
+            id="no-path-is-the-span-name-lowercase-method-string-status",
         ),
     ],
 )
@@ -138,6 +138,29 @@ def test_path_query_is_stripped_and_id_like_segments_become_placeholders(
     attributes = {"http.request.method": "GET", "url.path": path}
     row = one(route(ctx, span("GET", attributes, kind=SERVER)).rows, "endpoint_usage")
     assert row.endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint"),
+    [
+        ("GET", "GET"),
+        ("HTTP POST", "HTTP POST"),
+        ("a\x00b", "ab"),
+        ("", ""),
+    ],
+)
+def test_http_server_span_without_route_path_or_url_is_named_by_its_span_name(
+    ctx: RouteContext, name: str, endpoint: str
+) -> None:
+    attributes = {"http.request.method": "GET"}
+    row = one(route(ctx, span(name, attributes, kind=SERVER)).rows, "endpoint_usage")
+    assert row.endpoint == endpoint
+
+
+def test_span_name_as_endpoint_is_scrubbed(ctx: RouteContext, h: Hasher) -> None:
+    attributes = {"http.request.method": "POST"}
+    batch = route(ctx, span("login alice@example.com", attributes, kind=SERVER))
+    assert one(batch.rows, "endpoint_usage").endpoint == f"login {h('alice@example.com')}"
 
 
 @pytest.mark.parametrize(

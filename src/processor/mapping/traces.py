@@ -114,7 +114,7 @@ def _route_span(
         return metadata
 
     if span.kind == SPAN_KIND_SERVER:
-        endpoint = _endpoint(attrs)
+        endpoint = _endpoint(attrs, name)
         if endpoint is not None:
             path, method, status = endpoint
             # Positional on purpose: most spans are SERVER spans, and keywords measured
@@ -156,7 +156,11 @@ def _route_span(
         _route_span_event(event, index, span, attrs, resource, who, ctx, batch)
 
 
-def _endpoint(attrs: Mapping[str, Any]) -> tuple[str, str, int | None] | None:
+def _endpoint(attrs: Mapping[str, Any], name: str) -> tuple[str, str, int | None] | None:
+    """(endpoint, method, status) of a SERVER span, or None when it is neither HTTP nor RPC.
+
+    An HTTP span without route, path or URL is named by its span name (empty if it has none).
+    """
     method = lookup(METHOD_KEYS, attrs)
     if method is not None:
         route = attrs.get("http.route")
@@ -166,8 +170,9 @@ def _endpoint(attrs: Mapping[str, Any]) -> tuple[str, str, int | None] | None:
             raw = lookup(PATH_KEYS, attrs)
             if raw is None:
                 full = lookup(FULL_URL_KEYS, attrs)
-                raw = path_of_url(str(full)) if full is not None else "/"
-            path = normalize_path(str(raw))
+                raw = path_of_url(str(full)) if full is not None else None
+            # Without any, the span name (cleaned, scrubbed below), never a made-up "/".
+            path = normalize_path(str(raw)) if raw is not None else name
         return (
             path,
             clean(str(method).upper(), LENGTHS["method"]),
