@@ -48,26 +48,31 @@ def complete_from_descendants(
     linear in the spans of the affected traces, whatever their shape (cycles included).
     """
     traces = {trace_id for _, trace_id, _ in incomplete}
-    children: dict[Key, list[tuple[bytes, Identity]]] = {}
-    for trace_id, parent, span_id, who in links:
-        if trace_id in traces:
-            children.setdefault((trace_id, parent), []).append((span_id, who))
+    children: dict[Key, list[Link]] = {}
+    for link in links:
+        if link[0] in traces:
+            children.setdefault(link[:2], []).append(link)
     if not children:
         return
     memo: dict[Key, Nearest] = {}
     for index, trace_id, span_id in incomplete:
-        nearest = _nearest((trace_id, span_id), children, memo)
+        user, organization, session = _nearest((trace_id, span_id), children, memo)
         row = endpoint_rows[index]
-        ids = tuple(
-            had if had is not None or found is None else found[1]
-            for had, found in zip(row[_FIRST:_AFTER], nearest, strict=True)
+        had_user, had_organization, had_session = row[_FIRST:_AFTER]
+        endpoint_rows[index] = EndpointUsageRow._make(
+            (
+                *row[:_FIRST],
+                had_user if had_user is not None or user is None else user[1],
+                had_organization
+                if had_organization is not None or organization is None
+                else organization[1],
+                had_session if had_session is not None or session is None else session[1],
+                *row[_AFTER:],
+            )
         )
-        endpoint_rows[index] = EndpointUsageRow._make((*row[:_FIRST], *ids, *row[_AFTER:]))
 
 
-def _nearest(
-    root: Key, children: dict[Key, list[tuple[bytes, Identity]]], memo: dict[Key, Nearest]
-) -> Nearest:
+def _nearest(root: Key, children: dict[Key, list[Link]], memo: dict[Key, Nearest]) -> Nearest:
     """The nearest identity below ``root``: a post-order walk, remembered per span.
 
     A span met again while its own subtree is still open (a parent_span_id cycle) is skipped.
@@ -77,7 +82,7 @@ def _nearest(
         return known
     trace_id = root[0]
     kids = children.get(root, ())
-    if all((trace_id, span_id) not in children for span_id, _ in kids):
+    if all((trace_id, link[2]) not in children for link in kids):
         memo[root] = _combine(trace_id, kids, memo)  # the common shape: only leaf children
         return memo[root]
     stack: list[tuple[Key, bool]] = [(root, False)]
@@ -90,15 +95,13 @@ def _nearest(
         elif key not in memo and key not in open_keys:
             open_keys.add(key)
             stack.append((key, True))
-            stack.extend(((trace_id, span_id), False) for span_id, _ in children.get(key, ()))
+            stack.extend(((trace_id, link[2]), False) for link in children.get(key, ()))
     return memo[root]
 
 
-def _combine(
-    trace_id: bytes, kids: Iterable[tuple[bytes, Identity]], memo: dict[Key, Nearest]
-) -> Nearest:
+def _combine(trace_id: bytes, kids: Iterable[Link], memo: dict[Key, Nearest]) -> Nearest:
     best: list[tuple[int, str] | None] = [None, None, None]
-    for span_id, who in kids:
+    for _, _, span_id, who in kids:
         below = memo.get((trace_id, span_id))
         for i, value in enumerate((who.user_id, who.organization_id, who.session_id)):
             if value is not None:
