@@ -153,8 +153,8 @@ def _route_span(
             if incomplete is not None and (
                 who.user_id is None or who.organization_id is None or who.session_id is None
             ):
-                index = len(rows["endpoint_usage"]) - 1
-                incomplete.append((index, span.trace_id, span.span_id))
+                row_index = len(rows["endpoint_usage"]) - 1
+                incomplete.append((row_index, span.trace_id, span.span_id))
 
     add_derived_rows(
         rows,
