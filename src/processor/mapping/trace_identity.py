@@ -11,20 +11,16 @@ span or its resource is never replaced. Rejected spans are not part of any trace
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from processor.mapping.identity import Identity
 from processor.mapping.rows import EndpointUsageRow
 
-# A routed span that has a parent: (trace_id, parent_span_id, span_id, its identity).
-# route_traces notes one per such span; it is a tuple for speed.
-Link = tuple[bytes, bytes, bytes, Identity]
+# A routed span that has a parent: (trace_id, parent_span_id, span_id, its identity), ids in
+# hex as in the rows. route_traces notes one per such span; a tuple, for speed.
+Link = tuple[str, str, str, Identity]
 
-# An endpoint_usage row lacking an identity column: (its index in the batch's endpoint_usage
-# rows, trace_id, span_id of its SERVER span). A tuple for speed too.
-Incomplete = tuple[int, bytes, bytes]
-
-Key = tuple[bytes, bytes]  # (trace_id, span_id)
+Key = tuple[str | None, str | None]  # (trace_id, span_id); never None for a span's row
 
 # The identity columns are adjacent in EndpointUsageRow; rebuilding the row from slices takes
 # a quarter of the time _replace() takes (0.6 µs against 2.3 µs, measured).
@@ -37,17 +33,21 @@ if EndpointUsageRow._fields[_FIRST:_AFTER] != ("user_id", "organization_id", "se
 Nearest = tuple[tuple[int, str] | None, ...]
 
 
-def complete_from_descendants(
-    endpoint_rows: list[EndpointUsageRow],
-    incomplete: Sequence[Incomplete],
-    links: Iterable[Link],
-) -> None:
-    """Fill the missing identity columns of the ``incomplete`` rows in place.
+def complete_from_descendants(endpoint_rows: list[EndpointUsageRow], links: Iterable[Link]) -> None:
+    """Fill the missing identity columns of the ``endpoint_rows`` in place from the spans that
+    ``links`` ties to them.
 
     Each span is looked at once however many SERVER spans sit above it, so the cost is
     linear in the spans of the affected traces, whatever their shape (cycles included).
     """
-    traces = {trace_id for _, trace_id, _ in incomplete}
+    incomplete = [
+        index
+        for index, row in enumerate(endpoint_rows)
+        if row.user_id is None or row.organization_id is None or row.session_id is None
+    ]
+    if not incomplete:
+        return
+    traces = {endpoint_rows[index].trace_id for index in incomplete}
     children: dict[Key, list[Link]] = {}
     for link in links:
         if link[0] in traces:
@@ -55,9 +55,10 @@ def complete_from_descendants(
     if not children:
         return
     memo: dict[Key, Nearest] = {}
-    for index, trace_id, span_id in incomplete:
-        user, organization, session = _nearest((trace_id, span_id), children, memo)
+    for index in incomplete:
         row = endpoint_rows[index]
+        key = (row.trace_id, row.span_id)
+        user, organization, session = _nearest(key, children, memo)
         had_user, had_organization, had_session = row[_FIRST:_AFTER]
         endpoint_rows[index] = EndpointUsageRow._make(
             (
@@ -99,7 +100,7 @@ def _nearest(root: Key, children: dict[Key, list[Link]], memo: dict[Key, Nearest
     return memo[root]
 
 
-def _combine(trace_id: bytes, kids: Iterable[Link], memo: dict[Key, Nearest]) -> Nearest:
+def _combine(trace_id: str | None, kids: Iterable[Link], memo: dict[Key, Nearest]) -> Nearest:
     best: list[tuple[int, str] | None] = [None, None, None]
     for _, _, span_id, who in kids:
         below = memo.get((trace_id, span_id))

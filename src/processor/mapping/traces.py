@@ -26,7 +26,7 @@ from processor.mapping.records import (
     feature_duration,
 )
 from processor.mapping.rows import LENGTHS, Batch, EndpointUsageRow, LogRow
-from processor.mapping.trace_identity import Incomplete, Link, complete_from_descendants
+from processor.mapping.trace_identity import Link, complete_from_descendants
 from processor.mapping.values import (
     MAX_TEXT,
     SPAN_ID_BYTES,
@@ -61,7 +61,6 @@ SPAN_KIND_SERVER = Span.SPAN_KIND_SERVER
 
 def route_traces(request: ExportTraceServiceRequest, ctx: RouteContext) -> Batch:
     batch = Batch()
-    incomplete: list[Incomplete] = []
     links: list[Link] = []
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
@@ -73,10 +72,9 @@ def route_traces(request: ExportTraceServiceRequest, ctx: RouteContext) -> Batch
                 if problem:
                     batch.reject(problem)
                     continue
-                _route_span(span, resource, ctx, batch, base, incomplete, links)
-    if incomplete and links:  # a SERVER span lacks user, organization or session: ask below
-        endpoint_rows = batch.rows["endpoint_usage"]
-        complete_from_descendants(endpoint_rows, incomplete, links)  # type: ignore[arg-type]
+                _route_span(span, resource, ctx, batch, base, links)
+    if links and batch.rows["endpoint_usage"]:  # a SERVER span may lack what a child has
+        complete_from_descendants(batch.rows["endpoint_usage"], links)  # type: ignore[arg-type]
     return batch
 
 
@@ -98,12 +96,10 @@ def _route_span(
     ctx: RouteContext,
     batch: Batch,
     base: Identity | None = None,
-    incomplete: list[Incomplete] | None = None,
     links: list[Link] | None = None,
 ) -> None:
-    """``base`` is ``identity(ctx.hasher, resource)``, computed once per resource. An
-    endpoint_usage row lacking an identity column is noted in ``incomplete``, and a span with
-    a parent in ``links``, for ``complete_from_descendants``."""
+    """``base`` is ``identity(ctx.hasher, resource)``, computed once per resource. A span with
+    a parent is noted in ``links``, for ``complete_from_descendants``."""
     rows = batch.rows
     hasher = ctx.hasher
     attrs = attributes(span.attributes)
@@ -111,8 +107,9 @@ def _route_span(
     trace_id = span.trace_id.hex()
     span_id = span.span_id.hex()
     o = Origin((trace_id, span_id), timestamp(span.start_time_unix_nano), trace_id, span_id)
-    if links is not None and span.parent_span_id:
-        links.append((span.trace_id, span.parent_span_id, span.span_id, who))
+    parent = span.parent_span_id
+    if parent and links is not None:
+        links.append((trace_id, parent.hex(), span_id, who))
     duration_ms = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
     name = clean(span.name, 255)
     metadata: str | None = None
@@ -150,11 +147,6 @@ def _route_span(
                     meta(),
                 )
             )
-            if incomplete is not None and (
-                who.user_id is None or who.organization_id is None or who.session_id is None
-            ):
-                row_index = len(rows["endpoint_usage"]) - 1
-                incomplete.append((row_index, span.trace_id, span.span_id))
 
     add_derived_rows(
         rows,
