@@ -84,6 +84,7 @@ def span(
     kind: int = INTERNAL,
     trace_id: bytes = TRACE_ID,
     span_id: bytes = SPAN_ID,
+    parent: bytes = b"",
     start: int = T0,
     duration_ms: float = 25.0,
     end: int | None = None,
@@ -94,6 +95,7 @@ def span(
         kind=kind,  # type: ignore[arg-type]
         trace_id=trace_id,
         span_id=span_id,
+        parent_span_id=parent,
         start_time_unix_nano=start,
         end_time_unix_nano=end if end is not None else start + int(duration_ms * MS),
         attributes=key_values(attributes),

@@ -11,20 +11,23 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
 
 def resource(**attrs: str) -> Resource:
     return Resource.create({"service.name": "shop", "deployment.type": "cloud", **attrs})
 
 
-def grpc_tracer_provider(endpoint: str, **resource_attrs: str) -> TracerProvider:
+def grpc_tracer_provider(
+    endpoint: str, *, batched: bool = False, **resource_attrs: str
+) -> TracerProvider:
+    """Spans exported one per request as they end, or (``batched``) together on flush."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
     provider = TracerProvider(resource=resource(**resource_attrs))
-    provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=10))
-    )
+    exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=10)
+    processor = BatchSpanProcessor(exporter) if batched else SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
     return provider
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -134,3 +135,29 @@ def test_performance_log_attributes_become_metric_rows(server, db):
         ("tier", "premium")
     ]
     assert props[0]["user_id"] == hash_id("gina-3")
+
+
+def test_user_set_by_a_middleware_child_span_reaches_the_endpoint_row(server, db):
+    # Batched, as an app's SDK exports: the spans of a request travel in one export request.
+    provider = grpc_tracer_provider(server.grpc_endpoint, batched=True)
+    tracer = provider.get_tracer("app")
+    http = {"http.request.method": "GET", "http.route": "/orders/{id}"}
+    with (
+        tracer.start_as_current_span("GET /orders/{id}", kind=SpanKind.SERVER, attributes=http),
+        tracer.start_as_current_span("auth middleware"),  # INTERNAL, a child
+    ):
+        trace.get_current_span().set_attribute("user.id", "hana-8")
+        trace.get_current_span().set_attribute("session.id", "s-hana")
+    with tracer.start_as_current_span(
+        "GET", kind=SpanKind.SERVER, attributes={"http.request.method": "GET"}
+    ):
+        pass
+    provider.shutdown()
+
+    rows = {r["endpoint"]: r for r in db.rows("endpoint_usage")}
+    assert set(rows) == {"/orders/{id}", "GET"}  # no route, path or URL: the span name
+    orders = rows["/orders/{id}"]
+    assert (orders["user_id"], orders["session_id"]) == (hash_id("hana-8"), hash_id("s-hana"))
+    assert orders["organization_id"] is None
+    assert rows["GET"]["user_id"] is None  # another trace: nothing of hana's
+    assert "hana-8" not in db.dump()

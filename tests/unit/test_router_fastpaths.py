@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from processor.mapping import identity, values
+from processor.mapping import RouteContext, identity, values
 from processor.mapping.privacy import make_hasher, scrub_mapping
 
 KEYS = st.sampled_from(
@@ -109,3 +109,17 @@ def test_attributes_over_the_bound_is_truncated() -> None:
     kvs = [_kv(f"k{i}", i) for i in range(values.MAX_ATTRIBUTES + 5)]
     assert values.attributes(kvs) == _slow_attributes(kvs)
     assert values.attributes(iter(kvs)) == _slow_attributes(kvs)
+
+
+PROPERTY_KEYS = st.one_of(
+    KEYS,
+    st.sampled_from(["user.properties.", "user.properties.plan", "_user_properties", "x.user.p"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(PROPERTY_KEYS, VALUE, max_size=6))
+def test_has_user_properties_is_false_only_when_there_are_none(attrs: dict[str, Any]) -> None:
+    ctx = RouteContext(hasher=make_hasher())
+    rows = identity.user_property_rows(attrs, "u", ctx.now, (None, None), ctx)
+    assert identity.has_user_properties(attrs) or rows == []

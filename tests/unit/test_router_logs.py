@@ -242,6 +242,11 @@ def test_log_record_event_name_wins_over_attribute(ctx: RouteContext) -> None:
     assert one(route(ctx, record).rows, "user_activity").event_type == "login"
 
 
+def test_log_record_event_name_hides_an_activity_attribute(ctx: RouteContext) -> None:
+    record = log(None, {"event.name": "user.login"}, event_name="page.view")
+    assert route(ctx, record).rows["user_activity"] == []
+
+
 def test_ordinary_log_gives_only_a_logs_row(ctx: RouteContext) -> None:
     assert tables_with_rows(route(ctx, log("hello", {"a": 1})).rows) == {"logs"}
 
@@ -281,6 +286,20 @@ def test_performance_log_gives_one_row_per_known_attribute(ctx: RouteContext) ->
     }
     ids = [r.id for r in batch.rows["performance_metrics"]]
     assert len(set(ids)) == 4
+
+
+def test_performance_log_gives_its_named_metric_and_its_attributes(ctx: RouteContext) -> None:
+    attributes = {
+        "log.type": "performance",
+        "performance.metric": "api_latency",
+        "performance.value": 87,
+        "performance.unit": "ms",
+        "fps": 60,
+    }
+    batch = route(ctx, log("perf", attributes))
+    found = [(r.metric_type, r.value, r.unit) for r in batch.rows["performance_metrics"]]
+    assert found == [("api_latency", 87.0, "ms"), ("fps", 60.0, "fps")]
+    assert len({r.id for r in batch.rows["performance_metrics"]}) == 2
 
 
 def test_performance_attributes_outside_performance_logs_are_not_metrics(

@@ -69,10 +69,10 @@ from tests.helpers.spec import ACTIVITIES
         ),
         pytest.param(
             {"http.request.method": "delete", "http.response.status_code": "404"},
-            "/",
+            "HTTP",
             "DELETE",
             404,
-            id="no-path-lowercase-method-string-status",
+            id="no-path-is-the-span-name-lowercase-method-string-status",
         ),
     ],
 )
@@ -135,6 +135,29 @@ def test_path_query_is_stripped_and_id_like_segments_become_placeholders(
     attributes = {"http.request.method": "GET", "url.path": path}
     row = one(route(ctx, span("GET", attributes, kind=SERVER)).rows, "endpoint_usage")
     assert row.endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint"),
+    [
+        ("GET", "GET"),
+        ("HTTP POST", "HTTP POST"),
+        ("a\x00b", "ab"),
+        ("", ""),
+    ],
+)
+def test_http_server_span_without_route_path_or_url_is_named_by_its_span_name(
+    ctx: RouteContext, name: str, endpoint: str
+) -> None:
+    attributes = {"http.request.method": "GET"}
+    row = one(route(ctx, span(name, attributes, kind=SERVER)).rows, "endpoint_usage")
+    assert row.endpoint == endpoint
+
+
+def test_span_name_as_endpoint_is_scrubbed(ctx: RouteContext, h: Hasher) -> None:
+    attributes = {"http.request.method": "POST"}
+    batch = route(ctx, span("login alice@example.com", attributes, kind=SERVER))
+    assert one(batch.rows, "endpoint_usage").endpoint == f"login {h('alice@example.com')}"
 
 
 @pytest.mark.parametrize(
@@ -294,6 +317,17 @@ def test_feature_name_on_span_event_gives_feature_usage(ctx: RouteContext) -> No
     assert json.loads(row.event_metadata)["event.name"] == "ui"
 
 
+def test_feature_span_duration_is_the_span_duration_not_the_attribute(ctx: RouteContext) -> None:
+    attributes = {"feature.name": "export_csv", "feature.duration_ms": 3.5}
+    row = one(route(ctx, span("op", attributes, duration_ms=12)).rows, "feature_usage")
+    assert row.duration_ms == pytest.approx(12)
+
+
+def test_feature_span_event_without_duration_attribute_has_no_duration(ctx: RouteContext) -> None:
+    batch = route(ctx, span("op", events=[event("ui", {"feature.name": "dark_mode"})]))
+    assert one(batch.rows, "feature_usage").duration_ms is None
+
+
 def test_span_without_feature_name_gives_no_feature_usage(ctx: RouteContext) -> None:
     batch = route(ctx, span("op", {"feature.action": "clicked"}))
     assert tables_with_rows(batch.rows) == set()
@@ -428,6 +462,16 @@ def test_performance_metric_span_event_needs_a_value(ctx: RouteContext) -> None:
     batch = route(ctx, span("op", events=[with_value, without]))
     row = one(batch.rows, "performance_metrics")
     assert (row.metric_type, row.value) == ("fps", 59.0)
+
+
+def test_performance_metric_span_event_takes_app_version_from_span_then_resource(
+    ctx: RouteContext,
+) -> None:
+    ev = event("m", {"performance.metric": "fps", "performance.value": 59, "service.version": "9"})
+    on_span = route(ctx, span("op", {"service.version": "2.0"}, events=[ev]))
+    on_resource = route(ctx, span("op", events=[ev]), resource={"service.version": "1.0"})
+    assert one(on_span.rows, "performance_metrics").app_version == "2.0"
+    assert one(on_resource.rows, "performance_metrics").app_version == "1.0"
 
 
 # --- user_properties --------------------------------------------------------------------------

@@ -120,18 +120,18 @@ def _route_point(
     key = hashlib.blake2b(point.SerializeToString(deterministic=True), digest_size=16).hexdigest()
     batch.rows["performance_metrics"].append(
         PerformanceMetricRow(
-            row_id(ctx.project_id, "performance_metrics", resource_key, name, kind, key),
-            ctx.project_id,
-            timestamp(nanos),
-            None,
-            None,
-            name,
-            value,
-            text(metric.unit or None, "unit"),
-            who.user_id,
-            who.session_id,
-            who.service_name,
-            text(lookup(("service.version",), attrs, resource), "app_version"),
-            dumps(metadata),
+            id=row_id(ctx.project_id, "performance_metrics", resource_key, name, kind, key),
+            project_id=ctx.project_id,
+            timestamp=timestamp(nanos),
+            trace_id=None,
+            span_id=None,
+            metric_type=name,
+            value=value,
+            unit=text(metric.unit or None, "unit"),
+            user_id=who.user_id,
+            session_id=who.session_id,
+            service_name=who.service_name,
+            app_version=text(lookup(("service.version",), attrs, resource), "app_version"),
+            metadata=dumps(metadata),
         )
     )
