@@ -8,8 +8,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 
-from processor.storage.partitions import is_partition
-from processor.storage.schema import exists_on
+from processor.storage.schema import exists_on, is_partition
 
 
 def alembic_config(url: str) -> Config:

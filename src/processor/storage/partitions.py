@@ -31,10 +31,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from processor.ops import self_metrics
 from processor.settings import LOG_LEVELS
+from processor.storage.schema import RAW_TABLES
 
 log = structlog.get_logger(__name__)
 
-RAW_TABLES = ("endpoint_usage", "feature_usage", "user_activity", "logs", "performance_metrics")
 # Advisory lock key serialising partition DDL (an arbitrary constant: "tp-parts").
 PARTITION_LOCK = 0x74702D7061727473
 BACKFILL_LIMIT = timedelta(days=5 * 365)
@@ -42,14 +42,6 @@ BACKFILL_LIMIT = timedelta(days=5 * 365)
 # inserts queued behind it wait at most this long.
 DDL_LOCK_TIMEOUT = "2s"
 _DAY_NAME = re.compile(r"_p(\d{8})$")
-
-
-_PARTITION = re.compile(rf"^(?:{'|'.join(RAW_TABLES)})_(?:p\d{{8}}(?:_[a-z]+)?|default)$")
-
-
-def is_partition(name: str) -> bool:
-    """A day's partition (or a logs day's level table) or a DEFAULT partition."""
-    return _PARTITION.match(name) is not None
 
 
 def partition_name(table: str, day: date) -> str:

@@ -28,7 +28,8 @@ from sqlalchemy.exc import OperationalError
 
 from processor.settings import LOG_LEVELS
 from processor.storage import partitions as parts
-from processor.storage.partitions import RAW_TABLES, day_start, utc_day
+from processor.storage.partitions import day_start, utc_day
+from processor.storage.schema import RAW_TABLES
 
 log = structlog.get_logger(__name__)
 

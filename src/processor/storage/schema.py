@@ -9,6 +9,7 @@ RANGE-partitioned by UTC day; their partitions are made by storage/partitions.py
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -98,6 +99,14 @@ class Base(DeclarativeBase):
 
 # The PostgreSQL partitioning of the raw event tables, as migration 0003 creates it.
 PARTITIONED = {"postgresql_partition_by": "RANGE (timestamp)"}
+RAW_TABLES = ("endpoint_usage", "feature_usage", "user_activity", "logs", "performance_metrics")
+_PARTITION = re.compile(rf"^(?:{'|'.join(RAW_TABLES)})_(?:p\d{{8}}(?:_[a-z]+)?|default)$")
+
+
+def is_partition(name: str) -> bool:
+    """A day's partition (or a logs day's level table) or a DEFAULT partition: made at run
+    time by storage.partitions, not by migrations."""
+    return _PARTITION.match(name) is not None
 
 
 def event_key(*middle: str) -> PrimaryKeyConstraint:
