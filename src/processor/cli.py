@@ -1,4 +1,4 @@
-"""``telemetry-processor``: serve, migrate, hash-id."""
+"""``telemetry-processor``: serve, migrate, hash-id, keys, forget-user, rollup."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="processes sharing the ports (SO_REUSEPORT)")
     # Set by `serve --workers N` for the processes it starts: written to once listening.
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     migrate.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
@@ -57,6 +58,14 @@ def parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id or prefix", parents=[database])
     revoke.add_argument("key", help="the key's id or prefix, as `keys list` shows")
 
+    rollup = sub.add_parser(
+        "rollup", help="bring every analytics rollup up to date once (waits for a running round)"
+    )
+    rollup.add_argument(
+        "--rebuild", action="store_true", help="recompute every bucket from the raw rows"
+    )
+    rollup.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
+
     forget = sub.add_parser("forget-user", help="delete one user's rows from every table")
     forget.add_argument("user_id", help="the raw user id; it is hashed to find the rows")
     forget.add_argument("--project", help="only this project's rows")
@@ -68,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     overrides = {
         k: getattr(args, k, None)
-        for k in ("database_url", "bind_address", "port", "http_port", "workers")
+        for k in ("database_url", "bind_address", "port", "http_port", "workers", "worker_index")
     }
     try:
         settings = Settings.from_env(**overrides)
@@ -92,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if overrides.get(name) is not None
         ]
         return serve(settings, passthrough, ready_fd=args.ready_fd)
+    if args.command == "rollup":
+        return rollup(settings, rebuild=args.rebuild)
     if args.command in ("keys", "forget-user"):
         if migrate(settings, quiet=True) != 0:
             return 1
@@ -156,6 +167,24 @@ def forget_user(settings: Settings, args: argparse.Namespace) -> int:
     for table, count in removed.items():
         print(f"{table}: {count}")
     print(f"total: {sum(removed.values())} rows removed for user hash {user_hash}")
+    return 0
+
+
+def rollup(settings: Settings, *, rebuild: bool) -> int:
+    from processor.analytics.runner import rollup_once
+    from processor.storage.writer import create_db_engine
+
+    if migrate(settings, quiet=True) != 0:
+        return 1
+    engine = create_db_engine(settings.sqlalchemy_url, pool_size=1)
+    try:
+        result = rollup_once(engine, rebuild=rebuild)
+    finally:
+        engine.dispose()
+    print(
+        f"{'rebuilt' if rebuild else 'rolled up'}: {result.markers} dirty buckets, "
+        f"{result.rows} rollup rows written in {result.seconds:.2f} s"
+    )
     return 0
 
 
@@ -244,10 +273,13 @@ def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, early)
     signal.signal(signal.SIGINT, early)
     pipes = []
-    for _ in range(settings.workers - 1):
+    for index in range(1, settings.workers):
         read, write = os.pipe()
         others.append(
-            subprocess.Popen([*command, *passthrough, f"--ready-fd={write}"], pass_fds=(write,))
+            subprocess.Popen(
+                [*command, *passthrough, f"--ready-fd={write}", f"--worker-index={index}"],
+                pass_fds=(write,),
+            )
         )
         os.close(write)
         pipes.append(read)

@@ -8,6 +8,7 @@ import ipaddress
 
 import structlog
 
+from processor.analytics.runner import RollupRunner
 from processor.ingest.auth import KeyGate
 from processor.ingest.grpc import GrpcReceiver
 from processor.ingest.http import HttpReceiver
@@ -42,9 +43,24 @@ class App:
         )
         self.grpc = GrpcReceiver(settings, self.pipeline, self.auth)
         self.http = HttpReceiver(settings, self.pipeline, self.auth, ready=self.check_ready)
+        self.rollups: RollupRunner | None = None
+        if self.runs_rollups:
+            # Its own small pool, so a long round never holds the writer's connections.
+            self.rollups = RollupRunner(
+                create_db_engine(settings.sqlalchemy_url, pool_size=1),
+                interval=settings.rollup_interval_seconds,
+            )
         self.database_up = False
         self._monitor: asyncio.Task[None] | None = None
         self._stopped = False
+
+    @property
+    def runs_rollups(self) -> bool:
+        """Every process tries on PostgreSQL (the advisory lock picks one per round); on
+        SQLite only worker 0 runs them, beside its writer."""
+        if self.settings.rollup_interval_seconds <= 0:
+            return False
+        return self.settings.is_postgres or self.settings.worker_index == 0
 
     @property
     def grpc_port(self) -> int:
@@ -62,6 +78,8 @@ class App:
         await self.http.start()
         await self._update_health()
         self._monitor = asyncio.create_task(self._watch_database())
+        if self.rollups is not None:
+            await self.rollups.start()
         log.info(
             "started",
             database=redact_url(self.settings.database_url),
@@ -114,6 +132,9 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
         await asyncio.gather(self.grpc.shutdown(grace), self.http.shutdown())
+        if self.rollups is not None:
+            await self.rollups.shutdown(grace)
+            self.rollups.engine.dispose()
         self.pipeline.shutdown()
         await self.writer.shutdown()
         log.info("stopped")

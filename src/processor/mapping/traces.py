@@ -60,6 +60,10 @@ FULL_URL_KEYS = ("url.full", "http.url")
 SPAN_KIND_SERVER = Span.SPAN_KIND_SERVER
 
 
+# Status.code -> the span_status column (SPEC §10); an unknown code counts as unset.
+SPAN_STATUS = {0: "unset", 1: "ok", 2: "error"}
+
+
 def route_traces(request: ExportTraceServiceRequest, ctx: RouteContext) -> Batch:
     batch = Batch()
     for resource_spans in request.resource_spans:
@@ -136,11 +140,16 @@ def _route_span(
                     who.service_name,
                     who.deployment_type,
                     meta(),
+                    status_of(span),
                 )
             )
 
     if attrs.get("feature.name") is not None:
-        rows["feature_usage"].append(feature_row(ctx, o, attrs, who, duration_ms, meta()))
+        rows["feature_usage"].append(
+            feature_row(ctx, o, attrs, who, duration_ms, meta())._replace(
+                span_status=status_of(span)
+            )
+        )
 
     activity = activity_of(name, attrs)
     if activity is not None:
@@ -164,6 +173,10 @@ def _route_span(
 
     for index, event in enumerate(span.events):
         _route_span_event(event, index, span, attrs, resource, who, ctx, batch)
+
+
+def status_of(span: Span) -> str:
+    return SPAN_STATUS.get(span.status.code, "unset")
 
 
 def _endpoint(attrs: Mapping[str, Any]) -> tuple[str, str, int | None] | None:
@@ -243,7 +256,11 @@ def _route_span_event(
 
     if attrs.get("feature.name") is not None:
         duration_ms = to_float(attrs.get("feature.duration_ms"))
-        rows["feature_usage"].append(feature_row(ctx, o, attrs, who, duration_ms, metadata))
+        rows["feature_usage"].append(
+            feature_row(ctx, o, attrs, who, duration_ms, metadata)._replace(
+                span_status=status_of(span)  # an event shares its span's outcome
+            )
+        )
 
     activity = activity_of(name, attrs)
     if activity is not None:

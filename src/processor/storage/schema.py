@@ -55,6 +55,7 @@ class EndpointUsage(EventMixin, Base):
     service_name: Mapped[str | None] = mapped_column(s("service_name"))
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType)
+    span_status: Mapped[str | None] = mapped_column(s("span_status"))
     __table_args__ = (
         Index("ix_endpoint_usage_project_time", "project_id", "timestamp"),
         Index("ix_endpoint_usage_project_endpoint_time", "project_id", "endpoint", "timestamp"),
@@ -73,6 +74,7 @@ class FeatureUsage(EventMixin, Base):
     service_name: Mapped[str | None] = mapped_column(s("service_name"))
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType)
+    span_status: Mapped[str | None] = mapped_column(s("span_status"))
     __table_args__ = (
         Index("ix_feature_usage_project_time", "project_id", "timestamp"),
         Index("ix_feature_usage_project_feature_time", "project_id", "feature_name", "timestamp"),
@@ -180,3 +182,7 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (Index("ix_api_keys_project", "project_id"),)
+
+
+# The rollup tables live with their stage; importing them registers them on Base.metadata.
+from processor.analytics import schema as _rollups  # noqa: E402, F401
