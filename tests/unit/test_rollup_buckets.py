@@ -63,7 +63,21 @@ def test_a_range_is_whole_days_inside_and_hours_around(start, end, expected):
 def test_a_batch_touches_one_marker_per_kind_project_and_event_hour():
     def endpoint(project: int, when: datetime) -> EndpointUsageRow:
         return EndpointUsageRow(
-            "id", project, when, None, None, "/", "GET", None, None, None, 200, 1.0, None, None, "{}"
+            "id",
+            project,
+            when,
+            None,
+            None,
+            "/",
+            "GET",
+            None,
+            None,
+            None,
+            200,
+            1.0,
+            None,
+            None,
+            "{}",
         )
 
     late = T - 3 * DAY

@@ -156,7 +156,13 @@ def endpoint_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in raw(engine, "endpoint_usage", "*"):
         for period, place in (("hour", hour), ("day", day)):
-            key = (period, place(r["timestamp"]), r["service_name"] or "", r["endpoint"], r["method"])
+            key = (
+                period,
+                place(r["timestamp"]),
+                r["service_name"] or "",
+                r["endpoint"],
+                r["method"],
+            )
             groups[key].append(r)
     out = {}
     for key, rows in groups.items():
@@ -189,7 +195,13 @@ def metric_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
         if r["value"] is None or not math.isfinite(r["value"]):
             continue
         for period, place in places:
-            key = (r["metric_type"], period, place(r["timestamp"]), r["service_name"] or "", r["unit"] or "")
+            key = (
+                r["metric_type"],
+                period,
+                place(r["timestamp"]),
+                r["service_name"] or "",
+                r["unit"] or "",
+            )
             groups[key].append(r["value"])
     return {
         key: {
@@ -223,7 +235,11 @@ def user_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
     groups: dict[tuple, list[tuple]] = defaultdict(list)
     for table, kind in (("endpoint_usage", None), ("feature_usage", None), ("user_activity", "x")):
         duration = "duration_ms" if kind is None else "NULL AS duration_ms"
-        label = "event_type" if kind else f"'{'requests' if table == 'endpoint_usage' else 'features'}' AS event_type"
+        label = (
+            "event_type"
+            if kind
+            else f"'{'requests' if table == 'endpoint_usage' else 'features'}' AS event_type"
+        )
         for r in raw(engine, table, f"user_id, session_id, {duration}, {label}"):
             if r["user_id"] is not None:
                 groups[(day(r["timestamp"]).date(), r["user_id"])].append(r)
@@ -344,7 +360,9 @@ def check_rollups(engine: Engine) -> None:
             check(g[name], w["values"], q)
 
     want_f = feature_reference(engine)
-    got_f = {(_date(r["date"]), r["feature_name"]): r for r in stored(engine, "feature_usage_daily")}
+    got_f = {
+        (_date(r["date"]), r["feature_name"]): r for r in stored(engine, "feature_usage_daily")
+    }
     assert set(got_f) == set(want_f)
     for key, w in want_f.items():
         g = got_f[key]
