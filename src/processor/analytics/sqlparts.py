@@ -18,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from processor.analytics import sketch
 
-# Rows per INSERT statement: under SQLite's bound-parameter limit for the widest table.
+# Keys per DELETE statement: under SQLite's bound-parameter limit for the widest key.
 CHUNK = 500
 
 
@@ -130,11 +130,12 @@ def replace_scope(
     existing = {tuple(_norm(v) for v in r) for r in conn.execute(select(*key).where(*where))}
     fresh = [dict(r) for r in rows]
     produced = {tuple(_norm(r[n]) for n in names) for r in fresh}
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    for start in range(0, len(fresh), CHUNK):
-        stmt = insert(table).values(fresh[start : start + CHUNK])
+    if fresh:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(table)
         updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in names}
-        conn.execute(stmt.on_conflict_do_update(index_elements=names, set_=updates))
+        # executemany: compiled once (cached), sent in batches by the driver.
+        conn.execute(stmt.on_conflict_do_update(index_elements=names, set_=updates), fresh)
     stale = list(existing - produced)
     for start in range(0, len(stale), CHUNK):
         conn.execute(delete(table).where(tuple_(*key).in_(stale[start : start + CHUNK])))
