@@ -1,4 +1,5 @@
-"""``telemetry-processor``: serve, migrate, hash-id, keys, analysts, forget-user, retention."""
+"""``telemetry-processor``: serve, migrate, hash-id, keys, analysts, forget-user, rollup,
+retention."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     # and the shared memory holding the rate-limit buckets of all workers.
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--rate-limit-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     migrate.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
@@ -81,6 +83,13 @@ def parser() -> argparse.ArgumentParser:
     revoke_role = analysts_sub.add_parser("revoke", help="drop an analyst role", parents=[database])
     revoke_role.add_argument("name", help="the role's name, as `analysts grant` printed it")
     analysts_sub.add_parser("list", help="list analyst roles", parents=[database])
+    rollup = sub.add_parser(
+        "rollup", help="bring every analytics rollup up to date once (waits for a running round)"
+    )
+    rollup.add_argument(
+        "--rebuild", action="store_true", help="recompute every bucket from the raw rows"
+    )
+    rollup.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
 
     forget = sub.add_parser("forget-user", help="delete one user's rows from every table")
     forget.add_argument("user_id", help="the raw user id; it is hashed to find the rows")
@@ -101,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     overrides = {
         k: getattr(args, k, None)
-        for k in ("database_url", "bind_address", "port", "http_port", "workers")
+        for k in ("database_url", "bind_address", "port", "http_port", "workers", "worker_index")
     }
     try:
         settings = Settings.from_env(**overrides)
@@ -127,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(
             settings, passthrough, ready_fd=args.ready_fd, rate_limit_fd=args.rate_limit_fd
         )
+    if args.command == "rollup":
+        return rollup(settings, rebuild=args.rebuild)
     if args.command in ("keys", "forget-user", "analysts", "retention"):
         if migrate(settings, quiet=True) != 0:
             return 1
@@ -248,6 +259,24 @@ def retention(settings: Settings, *, dry_run: bool) -> int:
     return 0
 
 
+def rollup(settings: Settings, *, rebuild: bool) -> int:
+    from processor.analytics.runner import rollup_once
+    from processor.storage.writer import create_db_engine
+
+    if migrate(settings, quiet=True) != 0:
+        return 1
+    engine = create_db_engine(settings.sqlalchemy_url, pool_size=1)
+    try:
+        result = rollup_once(engine, rebuild=rebuild)
+    finally:
+        engine.dispose()
+    print(
+        f"{'rebuilt' if rebuild else 'rolled up'}: {result.markers} dirty buckets, "
+        f"{result.rows} rollup rows written in {result.seconds:.2f} s"
+    )
+    return 0
+
+
 def migrate(settings: Settings, *, quiet: bool = False) -> int:
     from processor.storage.migrate import upgrade
 
@@ -350,11 +379,17 @@ def serve_workers(settings: Settings, passthrough: Sequence[str]) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = owned_metrics_dir
         settings = settings.replace(metrics_dir=owned_metrics_dir)
     pipes = []
-    for _ in range(settings.workers - 1):
+    for index in range(1, settings.workers):
         read, write = os.pipe()
         others.append(
             subprocess.Popen(
-                [*command, *passthrough, f"--ready-fd={write}", f"--rate-limit-fd={buckets.fd}"],
+                [
+                    *command,
+                    *passthrough,
+                    f"--ready-fd={write}",
+                    f"--rate-limit-fd={buckets.fd}",
+                    f"--worker-index={index}",
+                ],
                 pass_fds=(write, buckets.fd),
             )
         )

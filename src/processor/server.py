@@ -10,6 +10,7 @@ import os
 import grpc
 import structlog
 
+from processor.analytics.runner import RollupRunner
 from processor.api.raw_reader import RawReader
 from processor.api.service import QueryService
 from processor.ingest.auth import KeyGate
@@ -70,12 +71,20 @@ class App:
             settings, self.engine, RawReader(self.engine), self.pipeline, self.check_ready
         )
         self._add_query_api()
+        self.rollups: RollupRunner | None = None
+        if self.runs_rollups:
+            # Its own small pool, so a long round never holds the writer's connections.
+            self.rollups = RollupRunner(
+                create_db_engine(settings.sqlalchemy_url, pool_size=1),
+                interval=settings.rollup_interval_seconds,
+            )
         # Started stage by stage; the components of one stage stop together.
         self.stages: list[tuple[Component, ...]] = [
             (self.writer,),
             (self.pipeline,),
             (self.query,),
             (self.housekeeping,),
+            *([(self.rollups,)] if self.rollups is not None else []),
             (self.grpc, self.http),
         ]
         self.database_up = False
@@ -97,6 +106,14 @@ class App:
         self.grpc.extensions.append(add_analytics)
 
     @property
+    def runs_rollups(self) -> bool:
+        """Every process tries on PostgreSQL (the advisory lock picks one per round); on
+        SQLite only worker 0 runs them, beside its writer."""
+        if self.settings.rollup_interval_seconds <= 0:
+            return False
+        return self.settings.is_postgres or self.settings.worker_index == 0
+
+    @property
     def grpc_port(self) -> int:
         return self.grpc.port
 
@@ -114,6 +131,8 @@ class App:
             await component.start()
         await self._update_health()
         self._monitor = asyncio.create_task(self._watch_database())
+        if self.rollups is not None:
+            await self.rollups.start()
         log.info(
             "started",
             database=redact_url(self.settings.database_url),
@@ -168,6 +187,8 @@ class App:
                 await self._monitor
         for stage in reversed(self.stages):
             await asyncio.gather(*(component.shutdown(grace) for component in stage))
+        if self.rollups is not None:
+            self.rollups.engine.dispose()
         self_metrics.worker_stopped(os.getpid(), self.settings.metrics_dir)
         log.info("stopped")
 

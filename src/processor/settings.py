@@ -118,6 +118,10 @@ class Settings:
     retention: Mapping[str, timedelta | None] = field(default_factory=lambda: RETENTION_DEFAULTS)
     retention_interval_seconds: int = 3600
     partition_premake_days: int = 7
+    # Rollup rounds (SPEC §10); 0 turns the in-process runner off.
+    rollup_interval_seconds: float = 60.0
+    # Which of `serve --workers N`'s processes this is (0 starts the others).
+    worker_index: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -161,6 +165,14 @@ class Settings:
                     values[name] = int(raw)
                 except ValueError:
                     raise SettingsError(f"{var} must be an integer, got {raw!r}") from None
+        raw = env.get("ROLLUP_INTERVAL_SECONDS")
+        if raw is not None and raw.strip() != "":
+            try:
+                values["rollup_interval_seconds"] = float(raw)
+            except ValueError:
+                raise SettingsError(
+                    f"ROLLUP_INTERVAL_SECONDS must be a number, got {raw!r}"
+                ) from None
         if env.get("LOG_LEVEL"):
             values["log_level"] = env["LOG_LEVEL"].strip().upper()
         if env.get("LOG_FORMAT"):
@@ -225,6 +237,10 @@ class Settings:
             )
         if set(self.retention) != set(RETENTION_DEFAULTS):
             raise SettingsError("RETENTION must name every target (build it with parse_retention)")
+        if not 0 <= self.rollup_interval_seconds < float("inf"):
+            raise SettingsError(
+                f"ROLLUP_INTERVAL_SECONDS must be 0 (off) or more, got {self.rollup_interval_seconds}"
+            )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
         if self.tls_client_ca_file and not self.tls_cert_file:

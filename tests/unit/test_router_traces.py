@@ -600,3 +600,20 @@ def test_row_ids_are_uuid_hex(ctx: RouteContext) -> None:
     for rows in batch.rows.values():
         for row in rows:
             assert uuid.UUID(row.id).hex == row.id
+
+
+# --- span_status (SPEC §10) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, "unset"), (1, "ok"), (2, "error")])
+def test_endpoint_and_feature_rows_carry_the_span_status(ctx, code, expected):
+    s = span(
+        "GET /x",
+        {"http.request.method": "GET", "http.route": "/x", "feature.name": "export"},
+        kind=SERVER,
+        events=[event("click", {"feature.name": "button"})],
+    )
+    s.status.code = code
+    rows = route(ctx, s).rows
+    assert one(rows, "endpoint_usage").span_status == expected
+    assert [r.span_status for r in rows["feature_usage"]] == [expected, expected]

@@ -51,6 +51,7 @@ def add_derived_rows(
     duration_ms: float | None,
     metrics: Sequence[Metric],
     version_from: tuple[Mapping[str, Any], ...],
+    span_status: str | None = None,
 ) -> None:
     """Add the feature_usage, user_activity, performance_metrics and user_properties rows of
     one span, span event or log record.
@@ -58,11 +59,14 @@ def add_derived_rows(
     What differs between the three is decided by the caller: ``activity`` (which names count),
     ``duration_ms`` (a span's own duration, else ``feature.duration_ms``), ``metrics`` (a span
     falls back to its duration, a span event needs ``performance.value``, a log also reads the
-    performance-log attributes) and ``version_from`` (where ``service.version`` is looked up).
+    performance-log attributes), ``version_from`` (where ``service.version`` is looked up) and
+    ``span_status`` (a feature row's outcome: its span's status; None for log records).
     ``metadata`` is called only when a row needs it, so a span that adds none never builds it.
     """
     if attrs.get("feature.name") is not None:
-        rows["feature_usage"].append(feature_row(ctx, o, attrs, who, duration_ms, metadata()))
+        rows["feature_usage"].append(
+            feature_row(ctx, o, attrs, who, duration_ms, metadata(), span_status)
+        )
     if activity is not None:
         rows["user_activity"].append(activity_row(ctx, o, activity, who, metadata()))
     if metrics:
@@ -92,6 +96,7 @@ def feature_row(
     who: Identity,
     duration_ms: float | None,
     metadata: str,
+    span_status: str | None = None,
 ) -> FeatureUsageRow:
     # Positional on purpose: one feature row per feature span, and keywords measured 0.6 µs
     # slower per row (about 2% of routing a span).
@@ -110,6 +115,7 @@ def feature_row(
         who.service_name,
         who.deployment_type,
         metadata,
+        span_status,
     )
 
 

@@ -27,6 +27,8 @@ class EndpointUsageRow(NamedTuple):
     service_name: str | None
     deployment_type: str | None
     event_metadata: str
+    # 'unset' | 'ok' | 'error' from the span's status; None for rows not from spans.
+    span_status: str | None = None
 
 
 class FeatureUsageRow(NamedTuple):
@@ -44,6 +46,7 @@ class FeatureUsageRow(NamedTuple):
     service_name: str | None
     deployment_type: str | None
     event_metadata: str
+    span_status: str | None = None
 
 
 class UserActivityRow(NamedTuple):
@@ -146,6 +149,7 @@ LENGTHS: dict[str, int] = {
     "metric_type": 255,
     "unit": 64,
     "property_key": 255,
+    "span_status": 8,
 }
 JSON_COLUMNS = frozenset({"event_metadata", "metadata", "property_value"})
 

@@ -59,6 +59,10 @@ FULL_URL_KEYS = ("url.full", "http.url")
 SPAN_KIND_SERVER = Span.SPAN_KIND_SERVER
 
 
+# Status.code -> the span_status column (SPEC §10); an unknown code counts as unset.
+SPAN_STATUS = {0: "unset", 1: "ok", 2: "error"}
+
+
 def route_traces(request: ExportTraceServiceRequest, ctx: RouteContext) -> Batch:
     batch = Batch()
     links: list[Link] = []
@@ -145,6 +149,7 @@ def _route_span(
                     who.service_name,
                     who.deployment_type,
                     meta(),
+                    status_of(span),
                 )
             )
 
@@ -159,10 +164,15 @@ def _route_span(
         duration_ms=duration_ms,
         metrics=_span_metrics(attrs, duration_ms),
         version_from=(attrs, resource),
+        span_status=status_of(span),
     )
 
     for index, event in enumerate(span.events):
         _route_span_event(event, index, span, attrs, resource, who, ctx, batch)
+
+
+def status_of(span: Span) -> str:
+    return SPAN_STATUS.get(span.status.code, "unset")
 
 
 def _endpoint(attrs: Mapping[str, Any], name: str) -> tuple[str, str, int | None] | None:
@@ -263,6 +273,7 @@ def _route_span_event(
         duration_ms=feature_duration(attrs),
         metrics=_event_metrics(attrs),
         version_from=(span_attrs, resource),
+        span_status=status_of(span),  # an event shares its span's outcome
     )
 
 

@@ -137,6 +137,7 @@ class EndpointUsage(EventMixin, Base):
     service_name: Mapped[str | None] = mapped_column(s("service_name"))
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    span_status: Mapped[str | None] = mapped_column(s("span_status"))
     __table_args__ = (
         event_key(),
         Index("ix_endpoint_usage_project_time", "project_id", "timestamp"),
@@ -157,6 +158,7 @@ class FeatureUsage(EventMixin, Base):
     service_name: Mapped[str | None] = mapped_column(s("service_name"))
     deployment_type: Mapped[str | None] = mapped_column(s("deployment_type"))
     event_metadata: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    span_status: Mapped[str | None] = mapped_column(s("span_status"))
     __table_args__ = (
         event_key(),
         Index("ix_feature_usage_project_time", "project_id", "timestamp"),
@@ -302,3 +304,7 @@ QUERY_SECRET = Table(
     Column("secret", Text, nullable=False),
     info={"dialect": "postgresql"},
 )
+
+
+# The rollup tables live with their stage; importing them registers them on Base.metadata.
+from processor.analytics import schema as _rollups  # noqa: E402, F401

@@ -23,6 +23,7 @@ from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from processor.analytics import invalidations
 from processor.errors import StorageUnavailable
 from processor.mapping.rows import ROW_TYPES, Batch
 from processor.ops import self_metrics
@@ -408,6 +409,8 @@ class SqlWriter:
                 info = conn.info
                 for table, rows in tables.items():
                     self.backend.insert(conn, table, rows)
+                # Same transaction: a committed row always has its rollup marker.
+                invalidations.record(conn, tables)
         except Exception as exc:
             if info is not None:
                 # A staging table created in this transaction was rolled back with it; the

@@ -1,0 +1,164 @@
+"""One rollup round: claim the dirty buckets, recompute them from the raw rows, upsert.
+
+PostgreSQL: one transaction that claims first (DELETE … RETURNING) and then reads the raw
+rows. A marker committed after the claim is not deleted, so its rows wait for the next round
+and nothing is missed under READ COMMITTED. The writer only appends markers, so it never
+waits for the runner.
+
+SQLite (one writer at a time): markers are read with their highest id, each recomputation
+commits in its own short transaction, and the markers up to that id are deleted last. SQLite
+commits in id order, so every marker up to that id had its rows visible to the reads; a crash
+in between only leaves markers that are recomputed (idempotently) next time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+
+from sqlalchemy import delete, text
+from sqlalchemy.engine import Connection, Engine
+
+from processor.analytics import daily, dashboard, endpoints, metrics
+from processor.analytics.buckets import DAY, HOUR, days_of, month_of, runs, week_of
+from processor.analytics.invalidations import SOURCES
+from processor.analytics.schema import (
+    EndpointStat,
+    FeatureUsageDaily,
+    MetricAggregate,
+    RollupInvalidation,
+    UserActivityDaily,
+)
+from processor.analytics.sqlparts import Sql, as_hour
+
+# Tables the rounds maintain from raw rows (sessions and funnels are maintained elsewhere).
+REBUILT = (EndpointStat, MetricAggregate, FeatureUsageDaily, UserActivityDaily)
+HOURS_PER_QUERY = 24
+DAYS_PER_QUERY = 7
+
+Step = Callable[[Sql], int]
+Dirty = dict[str, dict[int, set[datetime]]]  # kind -> project -> hour starts
+
+
+@dataclass
+class RoundResult:
+    markers: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    projects: set[int] = field(default_factory=set)
+
+
+def run_round(engine: Engine, *, rebuild: bool = False, now: datetime | None = None) -> RoundResult:
+    """Bring every rollup up to date once. The caller holds the runner lock."""
+    started = time.perf_counter()
+    result = RoundResult()
+    if engine.dialect.name == "postgresql" or rebuild:
+        with engine.begin() as conn:
+            dirty = _claim(conn, result) if not rebuild else _everything(conn, result)
+            for step in plan(dirty, _projects(conn, dirty), now):
+                result.rows += step(Sql(conn))
+    else:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, kind, project_id, bucket_start FROM rollup_invalidations")
+            ).all()
+            projects = _projects(conn, {})
+        newest = max((r[0] for r in rows), default=0)
+        dirty = _dirty(((r[1], r[2], r[3]) for r in rows), result)
+        for step in plan(dirty, projects | result.projects, now):
+            with engine.begin() as conn:
+                result.rows += step(Sql(conn))
+        if rows:
+            with engine.begin() as conn:
+                conn.execute(delete(RollupInvalidation).where(RollupInvalidation.id <= newest))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _dirty(markers: object, result: RoundResult) -> Dirty:
+    dirty: Dirty = {kind: {} for kind in SOURCES}
+    for kind, project, bucket in markers:  # type: ignore[attr-defined]
+        result.markers += 1
+        result.projects.add(project)
+        if kind in dirty:
+            dirty[kind].setdefault(project, set()).add(as_hour(bucket))
+    return dirty
+
+
+def _claim(conn: Connection, result: RoundResult) -> Dirty:
+    claimed = conn.execute(
+        text("DELETE FROM rollup_invalidations RETURNING kind, project_id, bucket_start")
+    )
+    return _dirty(claimed, result)
+
+
+def _everything(conn: Connection, result: RoundResult) -> Dirty:
+    """--rebuild: every bucket that has raw rows, from scratch (old rollup rows go)."""
+    conn.execute(delete(RollupInvalidation))
+    for model in REBUILT:
+        conn.execute(delete(model))
+    sql = Sql(conn)
+    markers = []
+    for kind in SOURCES:
+        for project, hour in sql.rows(
+            f"SELECT DISTINCT project_id, {sql.hour('timestamp')} FROM {kind}"
+        ):
+            markers.append((kind, project, hour))
+    return _dirty(markers, result)
+
+
+def _projects(conn: Connection, dirty: Dirty) -> set[int]:
+    known = {int(r[0]) for r in conn.execute(text("SELECT id FROM projects"))}
+    return known | {p for by in dirty.values() for p in by}
+
+
+def plan(dirty: Dirty, projects: set[int], now: datetime | None = None) -> list[Step]:
+    """The recomputations the dirty buckets need, hours before the days built from them."""
+    steps: list[Step] = []
+
+    def each(fn: Callable[[Sql, int, datetime, datetime], int], project: int, ranges: list) -> None:
+        steps.extend(partial(_call, fn, project, start, end) for start, end in ranges)
+
+    for project, hours in dirty["endpoint_usage"].items():
+        each(endpoints.recompute_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
+        each(endpoints.recompute_days, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
+    for project, hours in dirty["performance_metrics"].items():
+        each(metrics.recompute_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
+        days = days_of(hours)
+        each(metrics.recompute_days, project, runs(days, DAY, DAYS_PER_QUERY))
+        for period, place in (("weekly", week_of), ("monthly", month_of)):
+            for start in sorted({place(d) for d in days}):
+                steps.append(partial(_longer, project, period, start))
+    for project, hours in dirty["feature_usage"].items():
+        each(daily.recompute_features, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
+    user_days: dict[int, set[datetime]] = {}
+    for kind in ("endpoint_usage", "feature_usage", "user_activity"):
+        for project, hours in dirty[kind].items():
+            user_days.setdefault(project, set()).update(days_of(hours))
+    for project, days in user_days.items():
+        each(daily.recompute_users, project, runs(days, DAY, DAYS_PER_QUERY))
+    when = now or datetime.now(UTC)
+    for project in sorted(projects):
+        steps.append(partial(_dashboard, project, when))
+    return steps
+
+
+def _call(
+    fn: Callable[[Sql, int, datetime, datetime], int],
+    project: int,
+    start: datetime,
+    end: datetime,
+    sql: Sql,
+) -> int:
+    return fn(sql, project, start, end)
+
+
+def _longer(project: int, period: str, start: datetime, sql: Sql) -> int:
+    return metrics.recompute_longer(sql, project, period, start)
+
+
+def _dashboard(project: int, when: datetime, sql: Sql) -> int:
+    return dashboard.refresh(sql, project, when)

@@ -1,0 +1,32 @@
+"""The rollup runner: a round every ROLLUP_INTERVAL_SECONDS inside ``serve``."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from processor.analytics.rollup import RoundResult, run_round
+from processor.ops.scheduler import PeriodicJob
+
+# The advisory lock key every worker and replica shares ("tp" + rollups).
+ROLLUP_LOCK_KEY = 0x7470_0010
+
+
+class RollupRunner(PeriodicJob[RoundResult]):
+    """A ``lifecycle.Component``; one runner at a time across workers and replicas."""
+
+    def __init__(self, engine: Engine, *, interval: float) -> None:
+        super().__init__("rollup", engine, run_round, interval=interval, lock_key=ROLLUP_LOCK_KEY)
+
+
+def rollup_once(engine: Engine, *, rebuild: bool = False) -> RoundResult:
+    """`telemetry-processor rollup`: wait for a round in progress elsewhere, then run one."""
+    job = PeriodicJob(
+        "rollup",
+        engine,
+        lambda e: run_round(e, rebuild=rebuild),
+        interval=0,
+        lock_key=ROLLUP_LOCK_KEY,
+    )
+    result = job.run_once(wait=True)
+    assert result is not None
+    return result

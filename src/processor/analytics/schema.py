@@ -1,0 +1,180 @@
+"""SQLAlchemy models of the rollup tables (SPEC §10) and the invalidation log.
+
+They live on the raw tables' ``Base`` so one metadata describes the whole schema; Alembic
+revision 0005 creates them. Identifier columns hold hashes (SPEC §7). A NULL service name or
+unit is stored as '' so it can be part of a primary key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from processor.storage.schema import Base, JSONType, UTCDateTime, s
+
+# SQLite only makes an INTEGER PRIMARY KEY its rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class RollupInvalidation(Base):
+    """Append-only: the writer adds one row per (kind, project, hour) a batch touched, in the
+    batch's own transaction; the runner claims rows by deleting them. No unique constraint, so
+    a writer never waits on the runner's locks."""
+
+    __tablename__ = "rollup_invalidations"
+    id: Mapped[int] = mapped_column(BigId, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)  # the raw table
+    project_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)  # event hour
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, server_default=func.now())
+    __table_args__ = {"sqlite_autoincrement": True}
+
+
+class EndpointStat(Base):
+    __tablename__ = "endpoint_stats"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)  # hour | day
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    service_name: Mapped[str] = mapped_column(s("service_name"), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(s("endpoint"), primary_key=True)
+    method: Mapped[str] = mapped_column(s("method"), primary_key=True)
+    request_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    error_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    client_error_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    duration_sum_ms: Mapped[float | None] = mapped_column(Double)
+    duration_min_ms: Mapped[float | None] = mapped_column(Double)
+    duration_max_ms: Mapped[float | None] = mapped_column(Double)
+    p50_ms: Mapped[float | None] = mapped_column(Double)
+    p90_ms: Mapped[float | None] = mapped_column(Double)
+    p95_ms: Mapped[float | None] = mapped_column(Double)
+    p99_ms: Mapped[float | None] = mapped_column(Double)
+    unique_users: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    latency_sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
+    __table_args__ = (
+        Index(
+            "ix_endpoint_stats_project_endpoint",
+            "project_id",
+            "endpoint",
+            "period",
+            "bucket_start",
+        ),
+    )
+
+
+class MetricAggregate(Base):
+    __tablename__ = "metric_aggregates"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(s("metric_type"), primary_key=True)
+    period_type: Mapped[str] = mapped_column(String(8), primary_key=True)  # hourly … monthly
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    service_name: Mapped[str] = mapped_column(s("service_name"), primary_key=True)
+    unit: Mapped[str] = mapped_column(s("unit"), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sum: Mapped[float] = mapped_column(Double, nullable=False)
+    min: Mapped[float] = mapped_column(Double, nullable=False)
+    max: Mapped[float] = mapped_column(Double, nullable=False)
+    avg: Mapped[float] = mapped_column(Double, nullable=False)
+    p50: Mapped[float | None] = mapped_column(Double)
+    p90: Mapped[float | None] = mapped_column(Double)
+    p95: Mapped[float | None] = mapped_column(Double)
+    p99: Mapped[float | None] = mapped_column(Double)
+    sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
+    __table_args__ = (
+        Index("ix_metric_aggregates_period", "project_id", "period_type", "period_start"),
+    )
+
+
+class FeatureUsageDaily(Base):
+    __tablename__ = "feature_usage_daily"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    feature_name: Mapped[str] = mapped_column(s("feature_name"), primary_key=True)
+    usage_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    unique_users: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    avg_duration_ms: Mapped[float | None] = mapped_column(Double)
+    success_rate: Mapped[float | None] = mapped_column(Double)
+
+
+class UserActivityDaily(Base):
+    __tablename__ = "user_activity_daily"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(s("user_id"), primary_key=True)
+    session_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    event_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total_duration_ms: Mapped[float] = mapped_column(Double, nullable=False)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    events_breakdown: Mapped[Any] = mapped_column(JSONType)
+    __table_args__ = (Index("ix_user_activity_daily_user", "project_id", "user_id", "date"),)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(s("session_id"), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(s("user_id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    duration_ms: Mapped[float] = mapped_column(Double, nullable=False)
+    event_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    error_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    device_platform: Mapped[str | None] = mapped_column(s("device_platform"))
+    app_version: Mapped[str | None] = mapped_column(s("app_version"))
+    entry: Mapped[str | None] = mapped_column(s("endpoint"))
+    exit: Mapped[str | None] = mapped_column(s("endpoint"))
+    __table_args__ = (
+        Index("ix_sessions_project_started", "project_id", "started_at"),
+        Index("ix_sessions_project_user", "project_id", "user_id", "started_at"),
+    )
+
+
+class Funnel(Base):
+    __tablename__ = "funnels"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    steps: Mapped[Any] = mapped_column(JSONType, nullable=False)
+    window_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_funnels_project_name"),)
+
+
+class DashboardMetric(Base):
+    __tablename__ = "dashboard_metrics"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    widget_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Double, nullable=False)
+    previous_value: Mapped[float | None] = mapped_column(Double)
+    change_percent: Mapped[float | None] = mapped_column(Double)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+ROLLUP_MODELS = (
+    EndpointStat,
+    MetricAggregate,
+    FeatureUsageDaily,
+    UserActivityDaily,
+    Session,
+    Funnel,
+    DashboardMetric,
+)
