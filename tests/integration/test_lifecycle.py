@@ -29,6 +29,7 @@ def test_each_component_shuts_down_twice_after_the_app(server, db):
         "Pipeline",
         "QueryService",
         "Housekeeping",
+        "RollupRunner",
         "GrpcReceiver",
         "HttpReceiver",
     }

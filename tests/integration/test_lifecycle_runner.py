@@ -15,8 +15,9 @@ from processor.storage import partitions
 from processor.storage.housekeeping import RETENTION_LOCK, Housekeeping
 from processor.storage.maintenance import PeriodicRunner, RunnerLock
 from processor.storage.writer import create_db_engine
-from tests.integration.lifecycle_rows import add_rows, count, days_ago
-from tests.integration.test_security import grpc_export, request_with_span, wait_for
+from tests.helpers import wait_for
+from tests.helpers.lifecycle_rows import add_rows, count, days_ago
+from tests.helpers.otlp import grpc_export, request_with_span
 
 
 def log_request() -> logs_service_pb2.ExportLogsServiceRequest:

@@ -14,7 +14,7 @@ from processor.mapping.rows import TABLES
 from processor.settings import LOG_LEVELS, Settings
 from processor.storage import partitions
 from processor.storage.migrate import alembic_config
-from tests.integration.lifecycle_rows import add_rows
+from tests.helpers.lifecycle_rows import add_rows
 
 pytestmark = pytest.mark.postgres
 
@@ -56,9 +56,9 @@ def test_partitioning_keeps_rows_extra_columns_and_indexes(fresh_url):
     engine = create_engine(plain)
     try:
         with engine.begin() as conn:  # what a later revision (span status) adds
-            conn.execute(text("ALTER TABLE endpoint_usage ADD COLUMN span_status varchar(8)"))
+            conn.execute(text("ALTER TABLE endpoint_usage ADD COLUMN extra_note varchar(8)"))
             conn.execute(
-                text("CREATE INDEX ix_endpoint_usage_status ON endpoint_usage (span_status)")
+                text("CREATE INDEX ix_endpoint_usage_status ON endpoint_usage (extra_note)")
             )
         now = datetime.now(UTC)
         edge = partitions.day_start(now.date())  # midnight UTC: the first instant of today
@@ -77,10 +77,10 @@ def test_partitioning_keeps_rows_extra_columns_and_indexes(fresh_url):
             add_rows(engine, "logs", times, level=level, metadata={"k": level})
         add_rows(engine, "user_properties", times[:3])
         with engine.begin() as conn:
-            conn.execute(text("UPDATE endpoint_usage SET span_status = 'error'"))
+            conn.execute(text("UPDATE endpoint_usage SET extra_note = 'error'"))
         before = checksums(engine)
 
-        command.upgrade(config, "head")
+        command.upgrade(config, "0003")  # the partitioning revision
         assert checksums(engine) == before
         with engine.connect() as conn:
             for table in partitions.RAW_TABLES:
@@ -91,7 +91,7 @@ def test_partitioning_keeps_rows_extra_columns_and_indexes(fresh_url):
                 ).all()
             )
             status = conn.execute(
-                text("SELECT count(*) FROM endpoint_usage WHERE span_status = 'error'")
+                text("SELECT count(*) FROM endpoint_usage WHERE extra_note = 'error'")
             ).scalar()
             index = conn.execute(
                 text(
@@ -116,7 +116,7 @@ def test_partitioning_keeps_rows_extra_columns_and_indexes(fresh_url):
         assert checksums(engine) == before
         with engine.connect() as conn:
             assert not partitions.is_partitioned(conn, "logs")
-        command.upgrade(config, "head")
+        command.upgrade(config, "0003")  # the partitioning revision
         assert checksums(engine) == before
     finally:
         engine.dispose()

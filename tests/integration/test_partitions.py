@@ -15,7 +15,7 @@ from processor.mapping.rows import TABLES
 from processor.settings import LOG_LEVELS, RETENTION_DEFAULTS, Settings
 from processor.storage import admin, partitions
 from processor.storage.retention import run_retention
-from tests.integration.lifecycle_rows import add_rows, count, days_ago
+from tests.helpers.lifecycle_rows import add_rows, count, days_ago
 
 pytestmark = pytest.mark.postgres
 RAW = partitions.RAW_TABLES
@@ -200,7 +200,14 @@ def test_every_unique_key_fits_citus_distribution_by_project(pg):
     """Distributed tables (all but the reference tables projects and api_keys) need
     project_id in every unique index, and partitioned ones the partition key too; foreign
     keys may only point at reference tables."""
-    reference = {"projects", "api_keys", "analyst_roles", "query_secret", "alembic_version"}
+    reference = {
+        "projects",
+        "api_keys",
+        "analyst_roles",
+        "query_secret",
+        "rollup_invalidations",
+        "alembic_version",
+    }
     with pg.connect() as conn:
         uniques = conn.execute(
             text(

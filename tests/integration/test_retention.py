@@ -12,7 +12,7 @@ from processor.cli import main
 from processor.settings import LOG_LEVELS, RETENTION_DEFAULTS, parse_retention
 from processor.storage import partitions
 from processor.storage.retention import RollupRetention, report_lines, run_retention
-from tests.integration.lifecycle_rows import add_rows, count, days_ago
+from tests.helpers.lifecycle_rows import add_rows, count, days_ago
 
 AGES = (10, 40, 100, 400)
 RAW = ("endpoint_usage", "feature_usage", "user_activity", "performance_metrics")

@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKeyConstraint, PrimaryKeyConstraint, UniqueConstra
 from processor.storage.schema import Base
 
 # Reference tables (copied to every Citus node): not distributed by project.
-REFERENCE = {"projects", "api_keys", "analyst_roles", "query_secret"}
+REFERENCE = {"projects", "api_keys", "analyst_roles", "query_secret", "rollup_invalidations"}
 
 
 def unique_keys(table):  # type: ignore[no-untyped-def]

@@ -122,7 +122,7 @@ class UserActivityDaily(Base):
     total_duration_ms: Mapped[float] = mapped_column(Double, nullable=False)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    events_breakdown: Mapped[Any] = mapped_column(JSONType)
+    events_breakdown: Mapped[Any] = mapped_column(JSONType, nullable=True)
     __table_args__ = (Index("ix_user_activity_daily_user", "project_id", "user_id", "date"),)
 
 

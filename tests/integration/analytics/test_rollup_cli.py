@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from processor import cli
 from processor.analytics.runner import ROLLUP_LOCK_KEY
 from processor.ops.scheduler import PeriodicJob, job_lock
-from tests.integration.analytics.conftest import (
+from tests.helpers.rollups import (
     ROLLUP_TABLES,
     Event,
     at,

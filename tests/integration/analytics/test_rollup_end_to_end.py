@@ -18,10 +18,10 @@ from sqlalchemy.engine import Engine
 
 from processor.analytics.query import endpoint_percentiles, endpoint_stats
 from processor.mapping.privacy import make_hasher
-from tests.conftest import _free_port
-from tests.integration.analytics.conftest import _t, check_rollups, stored
-from tests.integration.sdk import grpc_tracer_provider
-from tests.integration.test_security import grpc_export, request_with_span
+from tests.helpers import free_port
+from tests.helpers.otlp import grpc_export, request_with_span
+from tests.helpers.rollups import as_utc, check_rollups, stored
+from tests.helpers.sdk import grpc_tracer_provider
 
 
 def wait_for(predicate, what: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -79,7 +79,7 @@ def test_sdk_spans_reach_the_rollups_through_the_serving_runner(engine, make_ser
     users = {r["user_id"] for r in stored(engine, "user_activity_daily")}
     assert users == {make_hasher()(f"user-{i}") for i in range(4)}
 
-    start = _t(row["bucket_start"])
+    start = as_utc(row["bucket_start"])
     with engine.connect() as conn:
         (stats,) = endpoint_stats(conn, 1, start, start + timedelta(days=1))
         merged = endpoint_percentiles(conn, 1, "/orders/{id}", start, start + timedelta(days=1))
@@ -93,11 +93,11 @@ def test_sdk_spans_reach_the_rollups_through_the_serving_runner(engine, make_ser
 def test_two_workers_roll_up_without_double_counting(postgres_url, tmp_path):
     from processor.settings import Settings
     from processor.storage.writer import create_db_engine
-    from tests.integration.analytics.conftest import clean
+    from tests.helpers.rollups import clean
 
     engine = create_db_engine(Settings(database_url=postgres_url).sqlalchemy_url)
     clean(engine)
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     env = {
         **os.environ,
         "ANALYTICS_DATABASE_URL": postgres_url,

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.analytics.rollup import run_round
-from tests.integration.analytics.conftest import Event, at, batch_of, check_rollups, clean, write
+from tests.helpers.rollups import Event, at, batch_of, check_rollups, clean, write
 
 events = st.builds(
     Event,

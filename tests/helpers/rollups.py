@@ -1,0 +1,374 @@
+"""Rollup test helpers: synthetic traffic through the real writer, and references recomputed
+from the raw rows that every rollup must equal."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from processor.analytics.buckets import month_of, week_of
+from processor.analytics.sketch import percentile_cont
+from processor.mapping.rows import (
+    Batch,
+    EndpointUsageRow,
+    FeatureUsageRow,
+    PerformanceMetricRow,
+    UserActivityRow,
+)
+from processor.storage.writer import SqlWriter, create_db_engine
+
+ROLLUP_TABLES = (
+    "rollup_invalidations",
+    "endpoint_stats",
+    "metric_aggregates",
+    "feature_usage_daily",
+    "user_activity_daily",
+    "dashboard_metrics",
+)
+
+
+def clean(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in (
+            "endpoint_usage",
+            "feature_usage",
+            "user_activity",
+            "performance_metrics",
+            *ROLLUP_TABLES,
+        ):
+            conn.execute(text(f"DELETE FROM {table}"))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One request, with the feature use, activity and metric it brings."""
+
+    n: int
+    when: datetime
+    endpoint: str
+    status: int | None
+    duration: float
+    user: str | None
+    session: str | None
+    span_status: str | None
+    service: str | None = "shop"
+
+    @property
+    def key(self) -> str:
+        return str(uuid.UUID(int=self.n))
+
+
+def batch_of(events: Sequence[Event], project: int = 1) -> Batch:
+    b = Batch()
+    for e in events:
+        b.rows["endpoint_usage"].append(
+            EndpointUsageRow(
+                e.key, project, e.when, None, None, e.endpoint, "GET", e.user, None,
+                e.session, e.status, e.duration, e.service, None, "{}", e.span_status,
+            )
+        )  # fmt: skip
+        b.rows["feature_usage"].append(
+            FeatureUsageRow(
+                e.key, project, e.when, None, None, f"f{e.n % 3}", "used", e.user, None,
+                e.session, e.duration / 2, e.service, None, "{}", e.span_status,
+            )
+        )  # fmt: skip
+        if e.n % 4 == 0:
+            b.rows["user_activity"].append(
+                UserActivityRow(
+                    e.key, project, e.when, None, None, "login", e.user, None, e.session,
+                    e.service, None, "{}",
+                )
+            )  # fmt: skip
+        b.rows["performance_metrics"].append(
+            PerformanceMetricRow(
+                e.key, project, e.when, None, None, "startup", e.duration * 3, "ms", e.user,
+                e.session, e.service, None, "{}",
+            )
+        )  # fmt: skip
+    return b
+
+
+def write(engine: Engine, *batches: Batch) -> None:
+    """Through the real writer (group commit, idempotent inserts, invalidation markers)."""
+
+    async def go() -> None:
+        writer = SqlWriter(create_db_engine(str(engine.url.render_as_string(False))))
+        await writer.start()
+        try:
+            for b in batches:
+                result = await writer.write(b)
+                assert result.rejected == 0, result.error
+        finally:
+            await writer.shutdown()
+
+    asyncio.run(go())
+
+
+# --- the reference ------------------------------------------------------------------------------
+
+
+def as_utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def raw(engine: Engine, table: str, columns: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT project_id, timestamp, {columns} FROM {table}"))
+        out = [dict(r._mapping) for r in rows]
+    for r in out:
+        r["timestamp"] = as_utc(r["timestamp"])
+    return out
+
+
+def hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def day(t: datetime) -> datetime:
+    return hour(t).replace(hour=0)
+
+
+def endpoint_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
+    """(period, bucket, service, endpoint, method) -> exact stats and the sorted durations."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in raw(engine, "endpoint_usage", "*"):
+        for period, place in (("hour", hour), ("day", day)):
+            key = (
+                period,
+                place(r["timestamp"]),
+                r["service_name"] or "",
+                r["endpoint"],
+                r["method"],
+            )
+            groups[key].append(r)
+    out = {}
+    for key, rows in groups.items():
+        durations = sorted(r["duration_ms"] for r in rows if r["duration_ms"] is not None)
+        out[key] = {
+            "request_count": len(rows),
+            "error_count": sum(
+                1
+                for r in rows
+                if (r["status_code"] is not None and 500 <= r["status_code"] <= 599)
+                or r["span_status"] == "error"
+            ),
+            "client_error_count": sum(
+                1 for r in rows if r["status_code"] is not None and 400 <= r["status_code"] <= 499
+            ),
+            "duration_sum_ms": math.fsum(durations) if durations else None,
+            "duration_min_ms": durations[0] if durations else None,
+            "duration_max_ms": durations[-1] if durations else None,
+            "unique_users": len({r["user_id"] for r in rows if r["user_id"] is not None}),
+            "values": durations,
+        }
+    return out
+
+
+def metric_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    places = (("hourly", hour), ("daily", day), ("weekly", lambda t: week_of(day(t))),
+              ("monthly", lambda t: month_of(day(t))))  # fmt: skip
+    for r in raw(engine, "performance_metrics", "metric_type, service_name, unit, value"):
+        if r["value"] is None or not math.isfinite(r["value"]):
+            continue
+        for period, place in places:
+            key = (
+                r["metric_type"],
+                period,
+                place(r["timestamp"]),
+                r["service_name"] or "",
+                r["unit"] or "",
+            )
+            groups[key].append(r["value"])
+    return {
+        key: {
+            "count": len(v),
+            "sum": math.fsum(v),
+            "min": min(v),
+            "max": max(v),
+            "values": sorted(v),
+        }
+        for key, v in groups.items()
+    }
+
+
+def feature_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in raw(engine, "feature_usage", "feature_name, user_id, duration_ms, span_status"):
+        groups[(day(r["timestamp"]).date(), r["feature_name"])].append(r)
+    out = {}
+    for key, rows in groups.items():
+        durations = [r["duration_ms"] for r in rows if r["duration_ms"] is not None]
+        out[key] = {
+            "usage_count": len(rows),
+            "unique_users": len({r["user_id"] for r in rows if r["user_id"] is not None}),
+            "avg_duration_ms": math.fsum(durations) / len(durations) if durations else None,
+            "success_rate": sum(r["span_status"] != "error" for r in rows) / len(rows),
+        }
+    return out
+
+
+def user_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[tuple]] = defaultdict(list)
+    for table, kind in (("endpoint_usage", None), ("feature_usage", None), ("user_activity", "x")):
+        duration = "duration_ms" if kind is None else "NULL AS duration_ms"
+        label = (
+            "event_type"
+            if kind
+            else f"'{'requests' if table == 'endpoint_usage' else 'features'}' AS event_type"
+        )
+        for r in raw(engine, table, f"user_id, session_id, {duration}, {label}"):
+            if r["user_id"] is not None:
+                groups[(day(r["timestamp"]).date(), r["user_id"])].append(r)
+    out = {}
+    for key, rows in groups.items():
+        breakdown: dict[str, int] = defaultdict(int)
+        for r in rows:
+            breakdown[r["event_type"]] += 1
+        out[key] = {
+            "session_count": len({r["session_id"] for r in rows if r["session_id"] is not None}),
+            "event_count": len(rows),
+            "total_duration_ms": math.fsum(r["duration_ms"] or 0.0 for r in rows),
+            "first_seen_at": min(r["timestamp"] for r in rows),
+            "last_seen_at": max(r["timestamp"] for r in rows),
+            "events_breakdown": dict(breakdown),
+        }
+    return out
+
+
+def bracket(ordered: list[float], q: float) -> tuple[float, float]:
+    position = q * (len(ordered) - 1)
+    return ordered[math.floor(position)], ordered[math.ceil(position)]
+
+
+def assert_merged_percentile(value: float | None, ordered: list[float], q: float) -> None:
+    """Within 1 % of a value between the two raw samples around the exact rank (SPEC §10)."""
+    assert value is not None
+    low, high = bracket(ordered, q)
+    lo = min(low * 0.99, low * 1.01)
+    hi = max(high * 0.99, high * 1.01)
+    assert lo - 1e-9 <= value <= hi + 1e-9, (value, low, high, q)
+
+
+def assert_exact_percentile(value: float | None, ordered: list[float], q: float) -> None:
+    expected = percentile_cont(ordered, q)
+    assert value == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def stored(engine: Engine, table: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {table}"))]
+
+
+def _json(value: Any) -> Any:
+    import json
+
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _date(value: Any) -> Any:
+    from datetime import date
+
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+QS = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99))
+
+
+def check_rollups(engine: Engine) -> None:
+    """Every rollup row equals a recomputation from the raw rows, and no other rows exist:
+    exact counts, sums, min, max and unique users; hour percentiles are percentile_cont of the
+    bucket; day (and longer) percentiles come from merged sketches, within 1 % of the bracket."""
+    pg = engine.dialect.name == "postgresql"
+    want = endpoint_reference(engine)
+    got = {
+        (r["period"], as_utc(r["bucket_start"]), r["service_name"], r["endpoint"], r["method"]): r
+        for r in stored(engine, "endpoint_stats")
+        if r["project_id"] == 1
+    }
+    assert set(got) == set(want)
+    for key, w in want.items():
+        g = got[key]
+        for name in ("request_count", "error_count", "client_error_count", "unique_users"):
+            assert g[name] == w[name], (key, name)
+        assert g["duration_min_ms"] == w["duration_min_ms"]
+        assert g["duration_max_ms"] == w["duration_max_ms"]
+        assert g["duration_sum_ms"] == pytest.approx(w["duration_sum_ms"], rel=1e-12)
+        for name, q in QS:
+            check = assert_exact_percentile if key[0] == "hour" else assert_merged_percentile
+            check(g[f"{name}_ms"], w["values"], q)
+    if pg:  # PostgreSQL's own percentile_cont lies in the bracket the merged answers are held to
+        with engine.connect() as conn:
+            for (period, bucket, svc, endpoint, method), w in list(want.items())[:20]:
+                span = timedelta(hours=1) if period == "hour" else timedelta(days=1)
+                exact = conn.execute(
+                    text(
+                        "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms)"
+                        " FROM endpoint_usage WHERE project_id = 1 AND endpoint = :e"
+                        " AND method = :m AND coalesce(service_name, '') = :svc"
+                        " AND timestamp >= :s AND timestamp < :t"
+                    ),
+                    {"e": endpoint, "m": method, "svc": svc, "s": bucket, "t": bucket + span},
+                ).scalar()
+                low, high = bracket(w["values"], 0.95)
+                assert low - 1e-9 <= exact <= high + 1e-9
+
+    want_m = metric_reference(engine)
+    got_m = {
+        (r["name"], r["period_type"], as_utc(r["period_start"]), r["service_name"], r["unit"]): r
+        for r in stored(engine, "metric_aggregates")
+    }
+    assert set(got_m) == set(want_m)
+    for key, w in want_m.items():
+        g = got_m[key]
+        assert g["count"] == w["count"]
+        assert (g["min"], g["max"]) == (w["min"], w["max"])
+        assert g["sum"] == pytest.approx(w["sum"], rel=1e-12)
+        assert g["avg"] == pytest.approx(w["sum"] / w["count"], rel=1e-12)
+        for name, q in QS:
+            check = assert_exact_percentile if key[1] == "hourly" else assert_merged_percentile
+            check(g[name], w["values"], q)
+
+    want_f = feature_reference(engine)
+    got_f = {
+        (_date(r["date"]), r["feature_name"]): r for r in stored(engine, "feature_usage_daily")
+    }
+    assert set(got_f) == set(want_f)
+    for key, w in want_f.items():
+        g = got_f[key]
+        assert (g["usage_count"], g["unique_users"]) == (w["usage_count"], w["unique_users"])
+        assert g["avg_duration_ms"] == pytest.approx(w["avg_duration_ms"], rel=1e-12)
+        assert g["success_rate"] == pytest.approx(w["success_rate"], rel=1e-12)
+
+    want_u = user_reference(engine)
+    got_u = {(_date(r["date"]), r["user_id"]): r for r in stored(engine, "user_activity_daily")}
+    assert set(got_u) == set(want_u)
+    for key, w in want_u.items():
+        g = got_u[key]
+        assert (g["session_count"], g["event_count"]) == (w["session_count"], w["event_count"])
+        assert g["total_duration_ms"] == pytest.approx(w["total_duration_ms"], rel=1e-12)
+        assert (as_utc(g["first_seen_at"]), as_utc(g["last_seen_at"])) == (
+            w["first_seen_at"],
+            w["last_seen_at"],
+        )
+        assert _json(g["events_breakdown"]) == w["events_breakdown"]
