@@ -167,6 +167,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--rebuilds", type=int, default=2, help="rebuilds timed (each takes minutes)")
     p.add_argument("--calls", type=int, default=200)
+    p.add_argument("--ingest-only", action="store_true", help="only the runner-on/off phases")
     args = p.parse_args()
     ensure_database(args.url)
     migrate(args.url)
@@ -181,10 +182,11 @@ def main() -> None:
         )
         on.append(rate)
         lag.append(worst)
-    end = datetime.now(UTC)
-    made = generate(args.url, args.rows, end)
-    rebuilds = [rebuild(args.url) for _ in range(args.rebuilds)]
-    queries = [query_latency(args.url, end, args.calls) for _ in range(args.repeat)]
+    if not args.ingest_only:
+        end = datetime.now(UTC)
+        made = generate(args.url, args.rows, end)
+        rebuilds = [rebuild(args.url) for _ in range(args.rebuilds)]
+        queries = [query_latency(args.url, end, args.calls) for _ in range(args.repeat)]
 
     med = statistics.median
     print(f"| figure | median of {args.repeat} | target |")
@@ -195,6 +197,8 @@ def main() -> None:
     print(
         f"| worst rollup lag while ingesting at max rate (s) | {med(lag):.1f} | < {2 * args.interval:g} (two intervals) |"
     )
+    if args.ingest_only:
+        return
     print(f"| generating {args.rows:,} raw rows in PostgreSQL (s) | {made:.0f} | |")
     print(
         f"| `rollup --rebuild` over them (s; median of {args.rebuilds}) | {med(rebuilds):.1f} | |"
