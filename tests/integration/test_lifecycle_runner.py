@@ -109,9 +109,8 @@ def test_housekeeping_shutdown_is_safe_twice_and_before_start(database_url):
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite: no partitions
 def test_partitions_are_made_at_start(make_server, db):
-    if not db.is_postgres:
-        pytest.skip("SQLite has no partitions")
     import datetime as dt
 
     from sqlalchemy import text
