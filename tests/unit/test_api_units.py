@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from processor.analytics.sketch import percentile_cont
 from processor.api import sql_guard
 from processor.api.logs import decode_cursor, encode_cursor
 from processor.api.params import BadParameter, integer, parse_time, period
-from processor.api.sqlbits import percentile_cont
 
 
 @given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=2, max_size=200))

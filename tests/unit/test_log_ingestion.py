@@ -12,19 +12,9 @@ from processor.errors import FieldError
 from processor.mapping import RouteContext
 from processor.mapping.log_ingestion import route_batch, route_event
 from processor.mapping.privacy import Hasher
+from tests.helpers.examples import LOG_INGESTION_EVENT
 
-EVENT = {
-    "event_id": "unique-event-id",
-    "timestamp": "2024-01-15T10:30:00Z",
-    "event_type": "behavioral",
-    "event_name": "habit_completed",
-    "properties": {"habit_id": "123", "streak": 5},
-    "user_id": "user-123",
-    "session_id": "session-456",
-    "app_version": "1.0.0",
-    "device_info": {"platform": "ios", "model": "iPhone 14"},
-    "sequence_number": 1,
-}
+EVENT = LOG_INGESTION_EVENT
 
 
 def event(**changes: object) -> dict:

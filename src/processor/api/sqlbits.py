@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, literal_column, select
 from sqlalchemy.engine import Connection
 
+from processor.analytics.sketch import percentile_cont
 from processor.api.readers import Interval, Percentiles, Period
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -22,18 +23,6 @@ SQLITE_BUCKETS = {
     "day": "%Y-%m-%d 00:00:00",
     "month": "%Y-%m-01 00:00:00",
 }
-
-
-def percentile_cont(ordered: Sequence[float], q: float) -> float | None:
-    """PostgreSQL's ``percentile_cont(q)`` over values already sorted ascending."""
-    if not ordered:
-        return None
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = math.ceil(position)
-    if low == high:
-        return float(ordered[low])
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
 def percentiles_of(values: Sequence[float]) -> Percentiles:
