@@ -206,3 +206,8 @@ def test_funnel_agrees_with_a_brute_force_reference(users, n, window_minutes):
         reached.append(got)
     result = conversion([r for r in reached if r], n)
     assert [vars(r) for r in result] == summary(reached, n)
+
+
+def test_entry_and_exit_fit_their_columns():
+    (row,) = sessionize([ev(0, label="GET /" + "x" * 600)])
+    assert row.entry is not None and len(row.entry) == 512

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 GAP = timedelta(minutes=30)
 INFERRED = "idle-"
+LABEL_MAX = 512  # the entry and exit columns; "METHOD /route" can be longer than a route
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def inferred_id(user_id: str, first: datetime) -> str:
 
 def _summarize(session_id: str, events: list[SessionEvent]) -> SessionRow:
     events.sort(key=lambda e: (e.when, e.tiebreak))
-    labelled = [e.label for e in events if e.label is not None]
+    labelled = [e.label[:LABEL_MAX] for e in events if e.label is not None]
     user = next((e.user_id for e in events if e.user_id is not None), None)
     return SessionRow(
         session_id=session_id,
