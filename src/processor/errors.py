@@ -27,6 +27,10 @@ class NotFound(ProcessorError):
     """The thing asked for does not exist in the caller's project (NOT_FOUND / HTTP 404)."""
 
 
+class Conflict(ProcessorError):
+    """The thing to create already exists, e.g. a funnel name (ALREADY_EXISTS / HTTP 409)."""
+
+
 class RetryableError(ProcessorError):
     """A transient failure; the client should send the same request again later."""
 

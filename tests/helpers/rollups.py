@@ -22,6 +22,7 @@ from processor.mapping.rows import (
     Batch,
     EndpointUsageRow,
     FeatureUsageRow,
+    LogRow,
     PerformanceMetricRow,
     UserActivityRow,
 )
@@ -34,6 +35,7 @@ ROLLUP_TABLES = (
     "feature_usage_daily",
     "user_activity_daily",
     "dashboard_metrics",
+    "sessions",
 )
 
 
@@ -44,6 +46,7 @@ def clean(engine: Engine) -> None:
             "feature_usage",
             "user_activity",
             "performance_metrics",
+            "logs",
             *ROLLUP_TABLES,
         ):
             conn.execute(text(f"DELETE FROM {table}"))
@@ -372,3 +375,103 @@ def check_rollups(engine: Engine) -> None:
             w["last_seen_at"],
         )
         assert _json(g["events_breakdown"]) == w["events_breakdown"]
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+def log_of(
+    n: int,
+    when: datetime,
+    user: str | None,
+    session: str | None,
+    platform: str | None,
+    version: str | None,
+    project: int = 1,
+) -> LogRow:
+    return LogRow(
+        str(uuid.UUID(int=10**6 + n)), project, when, None, None, "info", 9, "general", f"m{n}",
+        None, user, session, "app", platform, None, None, version, None, "{}", None,
+    )  # fmt: skip
+
+
+def session_reference(engine: Engine) -> dict[str, dict[str, Any]]:
+    """Sessions recomputed by brute force from every raw row of project 1: client sessions by
+    id; a user's session-less events chained while each gap is at most 30 minutes."""
+    events = []
+    for table, label in (
+        ("endpoint_usage", "method || ' ' || endpoint"),
+        ("feature_usage", "feature_name"),
+        ("user_activity", "NULL"),
+    ):
+        error = {
+            "endpoint_usage": "(status_code >= 500 AND status_code <= 599) OR span_status = 'error'",
+            "feature_usage": "span_status = 'error'",
+            "user_activity": "1 = 0",
+        }[table]
+        rank = ("endpoint_usage", "feature_usage", "user_activity").index(table)
+        for r in raw(
+            engine,
+            table,
+            f"id, user_id, session_id, {label} AS label, CASE WHEN {error} THEN 1 ELSE 0 END AS err",
+        ):
+            if r["project_id"] == 1 and (r["session_id"] or r["user_id"]):
+                r["order"] = (r["timestamp"], rank, str(r["id"]).replace("-", ""))
+                events.append(r)
+    logs = [r for r in raw(engine, "logs", "id, user_id, session_id, device_platform, app_version")
+            if r["project_id"] == 1]  # fmt: skip
+    logs.sort(key=lambda g: (g["timestamp"], str(g["id"]).replace("-", "")))
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for e in sorted(events, key=lambda e: e["order"]):
+        if e["session_id"]:
+            groups[("client", e["session_id"])].append(e)
+    chains: dict[str, list[list[dict]]] = defaultdict(list)
+    for e in sorted(events, key=lambda e: e["order"]):
+        if not e["session_id"]:
+            mine = chains[e["user_id"]]
+            if mine and e["timestamp"] - mine[-1][-1]["timestamp"] <= timedelta(minutes=30):
+                mine[-1].append(e)
+            else:
+                mine.append([e])
+    for user, chain in chains.items():
+        for group in chain:
+            groups[("idle", user, group[0]["timestamp"])] = group
+    out = {}
+    for key, group in groups.items():
+        first, last = group[0]["timestamp"], group[-1]["timestamp"]
+        labels = [e["label"] for e in group if e["label"] is not None]
+        if key[0] == "client":
+            mine = [g for g in logs if g["session_id"] == key[1]]
+        else:
+            mine = [g for g in logs if g["session_id"] is None and g["user_id"] == key[1]]
+        mine = [g for g in mine if first <= g["timestamp"] <= last]
+        platforms = [g["device_platform"] for g in mine if g["device_platform"]]
+        versions = [g["app_version"] for g in mine if g["app_version"]]
+        name = key[1] if key[0] == "client" else f"idle:{key[1]}:{first.isoformat()}"
+        out[name] = {
+            "user_id": next((e["user_id"] for e in group if e["user_id"]), None),
+            "started_at": first,
+            "ended_at": last,
+            "duration_ms": (last - first).total_seconds() * 1000,
+            "event_count": len(group),
+            "error_count": sum(e["err"] for e in group),
+            "entry": labels[0] if labels else None,
+            "exit": labels[-1] if labels else None,
+            "device_platform": platforms[-1] if platforms else None,
+            "app_version": versions[-1] if versions else None,
+        }
+    return out
+
+
+def stored_sessions(engine: Engine) -> dict[str, dict[str, Any]]:
+    out = {}
+    for r in stored(engine, "sessions"):
+        assert r["project_id"] == 1
+        r["started_at"], r["ended_at"] = as_utc(r["started_at"]), as_utc(r["ended_at"])
+        sid = r.pop("session_id")
+        name = sid if not sid.startswith("idle-") else (
+            f"idle:{r['user_id']}:{r['started_at'].isoformat()}"
+        )  # fmt: skip
+        r.pop("project_id")
+        out[name] = r
+    return out

@@ -111,7 +111,7 @@ def test_user_properties_and_active_users(server, client):
     assert [p.users for p in active.points] == [1, 1] and active.total_users == 2
 
 
-def test_funnel_conversion_is_declared_but_unimplemented(client):
-    with pytest.raises(grpc.RpcError) as unimplemented:
+def test_funnel_conversion_of_an_unknown_funnel_is_not_found(client):
+    with pytest.raises(grpc.RpcError) as missing:
         client.GetFunnelConversion(pb.FunnelConversionRequest(funnel_id="1"))
-    assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

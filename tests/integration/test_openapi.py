@@ -37,6 +37,8 @@ def test_the_document_is_served_publicly_and_names_every_endpoint(make_server):
         "/api/v1/analytics/sessions",
         "/api/v1/analytics/error-rate",
         "/api/v1/query",
+        "/api/v1/funnels",
+        "/api/v1/funnels/{id}/conversion",
     ):
         assert path in body["paths"], path
 

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection
 from processor.analytics.schema import RollupInvalidation
 
 # Raw tables the rollups are computed from. Every row type starts (id, project_id, timestamp).
-SOURCES = ("endpoint_usage", "feature_usage", "user_activity", "performance_metrics")
+# logs: sessions take their device platform and app version from them.
+SOURCES = ("endpoint_usage", "feature_usage", "user_activity", "performance_metrics", "logs")
 
 Marker = tuple[str, int, datetime]  # (kind, project_id, hour start in UTC)
 

@@ -22,7 +22,7 @@ from functools import partial
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection, Engine
 
-from processor.analytics import daily, dashboard, endpoints, metrics
+from processor.analytics import daily, dashboard, endpoints, metrics, sessions
 from processor.analytics.buckets import DAY, HOUR, days_of, month_of, runs, week_of
 from processor.analytics.invalidations import SOURCES
 from processor.analytics.schema import (
@@ -30,12 +30,13 @@ from processor.analytics.schema import (
     FeatureUsageDaily,
     MetricAggregate,
     RollupInvalidation,
+    Session,
     UserActivityDaily,
 )
 from processor.analytics.sqlparts import Sql, as_hour
 
-# Tables the rounds maintain from raw rows (sessions and funnels are maintained elsewhere).
-REBUILT = (EndpointStat, MetricAggregate, FeatureUsageDaily, UserActivityDaily)
+# Tables the rounds maintain from raw rows (funnels are definitions, computed on request).
+REBUILT = (EndpointStat, MetricAggregate, FeatureUsageDaily, UserActivityDaily, Session)
 HOURS_PER_QUERY = 24
 DAYS_PER_QUERY = 7
 
@@ -140,6 +141,12 @@ def plan(dirty: Dirty, projects: set[int], now: datetime | None = None) -> list[
             user_days.setdefault(project, set()).update(days_of(hours))
     for project, days in user_days.items():
         each(daily.recompute_users, project, runs(days, DAY, DAYS_PER_QUERY))
+    session_hours: dict[int, set[datetime]] = {}
+    for kind in ("endpoint_usage", "feature_usage", "user_activity", "logs"):
+        for project, hours in dirty[kind].items():
+            session_hours.setdefault(project, set()).update(hours)
+    for project, hours in session_hours.items():
+        each(sessions.recompute, project, runs(hours, HOUR, HOURS_PER_QUERY))
     when = now or datetime.now(UTC)
     for project in sorted(projects):
         steps.append(partial(_dashboard, project, when))

@@ -2,7 +2,7 @@
 
 Stubs are generated from protos/processor/analytics/v1/analytics.proto at build time.
 Every RPC authenticates from the call's metadata: read RPCs need a read or admin key,
-SetUserProperties an ingest or admin key (else PERMISSION_DENIED).
+SetUserProperties an ingest or admin key, CreateFunnel an admin key (else PERMISSION_DENIED).
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from processor.analytics.v1 import analytics_pb2 as pb
 from processor.analytics.v1 import analytics_pb2_grpc as pb_grpc
+from processor.api import funnels
 from processor.api.logs import EVENT_TYPES, LogFilter, decode_cursor
 from processor.api.params import DEFAULT_SPAN, BadParameter
 from processor.api.readers import ENDPOINT_SORTS, SOURCES, Percentiles, Period, SeriesFilters
 from processor.api.service import QueryService
 from processor.api.users import user_hash
 from processor.errors import ProcessorError, StorageUnavailable
-from processor.ingest.auth import INGESTION, READING, Authenticator, Caller
+from processor.ingest.auth import ADMIN, INGESTION, READING, Authenticator, Caller
 from processor.ingest.status import status_codes
 from processor.mapping.telling_logger import LEVELS
 
@@ -281,12 +282,66 @@ class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
         return await self._answer(context, READING, work)
 
     async def GetFunnelConversion(self, request: Any, context: Any) -> Any:
-        async def work(_caller: Caller) -> Any:
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED, "funnels are not available in this version"
+        async def work(caller: Caller) -> Any:
+            period = period_of(request.range)
+            funnel, results = await self.service.call(
+                funnels.conversion,
+                self.service.engine,
+                caller.project_id,
+                request.funnel_id,
+                period,
             )
+            steps = []
+            for step, r in zip(funnel.steps, results, strict=True):
+                out = pb.FunnelStep(
+                    users=r.users,
+                    conversion_rate=r.conversion_rate,
+                    type=step.type,
+                    value=step.value,
+                )
+                if r.median_seconds_from_previous is not None:
+                    out.median_seconds_from_previous = r.median_seconds_from_previous
+                steps.append(out)
+            return pb.FunnelConversionResponse(steps=steps, period=time_range(period))
 
         return await self._answer(context, READING, work)
+
+    async def CreateFunnel(self, request: Any, context: Any) -> Any:
+        async def work(caller: Caller) -> Any:
+            body: dict[str, Any] = {
+                "name": request.name,
+                "steps": [{"type": s.type, "value": s.value} for s in request.steps],
+                "window_seconds": request.window_seconds,
+            }
+            if request.description:
+                body["description"] = request.description
+            new = funnels.parse_new(body)
+            created = await self.service.call(
+                funnels.create, self.service.engine, caller.project_id, new
+            )
+            return funnel_message(created)
+
+        return await self._answer(context, frozenset({ADMIN}), work)
+
+    async def ListFunnels(self, request: Any, context: Any) -> Any:
+        async def work(caller: Caller) -> Any:
+            found = await self.service.call(
+                funnels.funnels.list_all, self.service.engine, caller.project_id
+            )
+            return pb.ListFunnelsResponse(funnels=[funnel_message(f) for f in found])
+
+        return await self._answer(context, READING, work)
+
+
+def funnel_message(f: Any) -> Any:
+    return pb.Funnel(
+        id=str(f.id),
+        name=f.name,
+        description=f.description or "",
+        steps=[pb.FunnelStepDefinition(type=s.type, value=s.value) for s in f.steps],
+        window_seconds=f.window_seconds,
+        created_at=timestamp(f.created_at),
+    )
 
 
 def log_entry(entry: dict[str, Any]) -> Any:

@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any
 
 from processor import __version__
+from processor.analytics.funnel_machine import MAX_STEPS, MAX_VALUE, MAX_WINDOW_SECONDS, STEP_TYPES
 from processor.api.logs import EVENT_TYPES, SORTABLE
 from processor.api.readers import ENDPOINT_SORTS, SOURCES
 from processor.mapping.telling_logger import LEVELS
@@ -207,6 +208,69 @@ SCHEMAS: dict[str, Any] = {
             ),
         }
     ),
+    "FunnelStepDefinition": obj(
+        {
+            "type": enum(STEP_TYPES),
+            "value": {"type": "string", "minLength": 1, "maxLength": MAX_VALUE},
+        },
+        extra=False,
+    ),
+    "NewFunnel": obj(
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 255},
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_STEPS,
+                "items": ref("FunnelStepDefinition"),
+            },
+            "window_seconds": bounded(1, MAX_WINDOW_SECONDS),
+        },
+        extra=False,
+    )
+    | {
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 255},
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_STEPS,
+                "items": ref("FunnelStepDefinition"),
+            },
+            "window_seconds": bounded(1, MAX_WINDOW_SECONDS),
+            "description": {"type": "string", "nullable": True, "maxLength": 2000},
+        }
+    },
+    "Funnel": obj(
+        {
+            "id": {"type": "string", "format": "uuid"},
+            "name": STR,
+            "description": NSTR,
+            "steps": arr(ref("FunnelStepDefinition")),
+            "window_seconds": INT,
+            "created_at": TIME,
+        }
+    ),
+    "Funnels": obj({"funnels": arr(ref("Funnel"))}),
+    "FunnelConversion": obj(
+        {
+            "funnel_id": STR,
+            "name": STR,
+            "window_seconds": INT,
+            "period": ref("Period"),
+            "steps": arr(
+                obj(
+                    {
+                        "type": STR,
+                        "value": STR,
+                        "users": INT,
+                        "conversion_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                        "median_seconds_from_previous": NUM,
+                    }
+                )
+            ),
+        }
+    ),
     "QueryRequest": obj({"sql": STR})
     | {"properties": {"sql": STR, "limit": {"type": "integer", "minimum": 1}}},
     "QueryResult": obj(
@@ -352,6 +416,39 @@ def document() -> dict[str, Any]:
                 "responses": answers("QueryResult"),
             }
         },
+        "/api/v1/funnels": {
+            **get("The project's funnel definitions", "Funnels", []),
+            "post": {
+                "summary": "Define a funnel (admin key)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("NewFunnel")}},
+                },
+                "responses": {
+                    **{k: v for k, v in answers("Funnel", 409).items() if k != "200"},
+                    "201": answers("Funnel")["200"] | {"description": "created"},
+                    "409": {
+                        "description": "a funnel of that name exists in the project",
+                        "content": {"application/json": {"schema": ref("Error")}},
+                    },
+                },
+            },
+        },
+        "/api/v1/funnels/{id}/conversion": get(
+            "Users reaching each step of a funnel over [start, end)",
+            "FunnelConversion",
+            [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                    "description": "the funnel's id (another project's funnel is not found)",
+                },
+                *RANGE,
+            ],
+            404,
+        ),
         "/api/v1/openapi.json": {
             "get": {
                 "summary": "This document (public)",

@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from processor.api import params, render
+from processor.api import funnels, params, render
 from processor.api.logs import EVENT_TYPES, SORTABLE, LogFilter, decode_cursor
 from processor.api.openapi import document
 from processor.api.readers import ENDPOINT_SORTS, SOURCES, SeriesFilters
@@ -23,7 +23,7 @@ from processor.api.service import QueryService
 from processor.api.sqlbits import iso
 from processor.api.users import user_hash
 from processor.errors import ProcessorError, StorageUnavailable
-from processor.ingest.auth import INGESTION, READING, Authenticator, Caller
+from processor.ingest.auth import ADMIN, INGESTION, READING, Authenticator, Caller
 from processor.ingest.status import status_codes
 from processor.mapping.telling_logger import LEVELS
 from processor.mapping.values import LOG_TYPES
@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request, Caller], Awaitable[Any]]
 PREFIX = "/api/v1"
+ADMINS = frozenset({ADMIN})  # funnel (and alert) definitions
 
 
 def dumps(value: Any) -> str:
@@ -75,6 +76,9 @@ class RestApi:
         ):
             r.add_get(PREFIX + path, self._wrap(handler))
         r.add_post(f"{PREFIX}/query", self._wrap(self.query))
+        r.add_post(f"{PREFIX}/funnels", self._wrap(self.create_funnel, ADMINS))
+        r.add_get(f"{PREFIX}/funnels", self._wrap(self.list_funnels))
+        r.add_get(f"{PREFIX}/funnels/{{id}}/conversion", self._wrap(self.funnel_conversion))
 
     def _wrap(
         self, handler: Handler, allowed: frozenset[str] = READING
@@ -89,6 +93,8 @@ class RestApi:
             except (OperationalError, PoolTimeout) as exc:
                 log.warning("query_api_database_error", error=type(exc).__name__)
                 return error_response(StorageUnavailable("database unavailable"))
+            if isinstance(answer, web.StreamResponse):
+                return answer
             return web.json_response(answer, dumps=dumps)
 
         return handle
@@ -274,3 +280,31 @@ class RestApi:
             "row_count": len(result.rows),
             "truncated": result.truncated,
         }
+
+    async def create_funnel(self, request: web.Request, caller: Caller) -> Any:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            raise params.BadParameter("body", "must be JSON") from None
+        new = funnels.parse_new(body)
+        created = await self.service.call(
+            funnels.create, self.service.engine, caller.project_id, new
+        )
+        return web.json_response(funnels.render(created), status=201, dumps=dumps)
+
+    async def list_funnels(self, _request: web.Request, caller: Caller) -> Any:
+        found = await self.service.call(
+            funnels.funnels.list_all, self.service.engine, caller.project_id
+        )
+        return {"funnels": [funnels.render(f) for f in found]}
+
+    async def funnel_conversion(self, request: web.Request, caller: Caller) -> Any:
+        period = params.period(request.query)
+        funnel, results = await self.service.call(
+            funnels.conversion,
+            self.service.engine,
+            caller.project_id,
+            request.match_info["id"],
+            period,
+        )
+        return funnels.render_conversion(funnel, period, results)

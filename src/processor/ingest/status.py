@@ -9,6 +9,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from processor.errors import (
+    Conflict,
     InvalidRequest,
     NotFound,
     Overloaded,
@@ -28,6 +29,7 @@ STATUS: tuple[tuple[type[ProcessorError], grpc.StatusCode, int], ...] = (
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED, 401),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED, 403),
     (NotFound, grpc.StatusCode.NOT_FOUND, 404),
+    (Conflict, grpc.StatusCode.ALREADY_EXISTS, 409),
     (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     (Overloaded, grpc.StatusCode.UNAVAILABLE, 503),
     (StorageUnavailable, grpc.StatusCode.UNAVAILABLE, 503),

@@ -1,0 +1,111 @@
+"""Sessions maintained by the rollup round equal a brute-force recomputation from the raw
+rows, after late, duplicate and out-of-order data; --rebuild gives the same rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from processor.analytics.rollup import run_round
+from processor.mapping.rows import Batch
+from tests.helpers.rollups import (
+    Event,
+    at,
+    batch_of,
+    clean,
+    log_of,
+    session_reference,
+    stored_sessions,
+    write,
+)
+
+events = st.builds(
+    Event,
+    n=st.integers(0, 300),
+    # Minutes over ~5 hours, so idle gaps of more and less than 30 minutes and sessions
+    # crossing hour boundaries both happen.
+    when=st.integers(-150, 150).map(lambda m: at(0) + timedelta(minutes=m * 1.7, seconds=3)),
+    endpoint=st.sampled_from(["/a", "/b"]),
+    status=st.sampled_from([200, 500, None]),
+    duration=st.just(1.0),
+    user=st.sampled_from(["u1", "u2", None]),
+    session=st.sampled_from(["s1", "s2", None, None, None]),
+    span_status=st.sampled_from(["ok", "error", None]),
+)
+logs = st.builds(
+    lambda n, m, user, session, platform, version: log_of(
+        n, at(0) + timedelta(minutes=m * 1.7, seconds=5), user, session, platform, version
+    ),
+    st.integers(0, 50),
+    st.integers(-150, 150),
+    st.sampled_from(["u1", "u2", None]),
+    st.sampled_from(["s1", None]),
+    st.sampled_from(["ios", "android", None]),
+    st.sampled_from(["1.0", "2.0", None]),
+)
+
+
+def check(engine) -> None:
+    assert stored_sessions(engine) == session_reference(engine)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    traffic=st.lists(
+        st.tuples(st.lists(events, max_size=15), st.lists(logs, max_size=3), st.booleans()),
+        min_size=1,
+        max_size=5,
+    ),
+    replay=st.integers(0, 4),
+)
+def test_sessions_equal_a_recomputation_after_late_and_duplicate_data(engine, traffic, replay):
+    clean(engine)
+    sent = []
+    for chunk, log_rows, run_after in traffic:
+        b = batch_of(chunk)
+        b.rows["logs"].extend(log_rows)
+        write(engine, b)
+        sent.extend(chunk)
+        if run_after:
+            run_round(engine)
+    write(engine, batch_of(sent[: replay * 3]), batch_of(list(reversed(sent))[:replay]))
+    run_round(engine)
+    check(engine)
+    before = stored_sessions(engine)
+    run_round(engine)
+    assert stored_sessions(engine) == before
+    run_round(engine, rebuild=True)
+    assert stored_sessions(engine) == before
+
+
+def test_a_late_event_joins_two_idle_sessions_into_one(engine):
+    early = Event(1, at(0), "/a", 200, 1.0, "u1", None, None)
+    late = Event(3, at(0) + timedelta(minutes=50), "/b", 200, 1.0, "u1", None, None)
+    write(engine, batch_of([early, late]))
+    run_round(engine)
+    assert len(stored_sessions(engine)) == 2
+    bridge = Event(2, at(0) + timedelta(minutes=25), "/c", 500, 1.0, "u1", None, None)
+    b = batch_of([bridge])
+    b.rows["logs"].append(log_of(1, at(0) + timedelta(minutes=30), "u1", None, "ios", "3.1"))
+    write(engine, b)
+    run_round(engine)
+    (only,) = stored_sessions(engine).values()
+    assert (only["event_count"], only["error_count"]) == (
+        6,
+        1,
+    )  # an endpoint and a feature row per event
+    assert (only["entry"], only["exit"]) == ("GET /a", "f0")
+    assert (only["device_platform"], only["app_version"]) == ("ios", "3.1")
+    check(engine)
+
+
+def test_empty_batch_keeps_sessions(engine):
+    write(engine, Batch())
+    run_round(engine)
+    assert stored_sessions(engine) == {}
