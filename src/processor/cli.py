@@ -267,7 +267,7 @@ def rollup(settings: Settings, *, rebuild: bool) -> int:
         return 1
     engine = create_db_engine(settings.sqlalchemy_url, pool_size=1)
     try:
-        result = rollup_once(engine, rebuild=rebuild)
+        result = rollup_once(engine, rebuild=rebuild, policy=settings.retention)
     finally:
         engine.dispose()
     print(

@@ -268,7 +268,10 @@ def assert_exact_percentile(value: float | None, ordered: list[float], q: float)
     assert value == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
-T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
+# A Monday 10:00 UTC some five weeks back: recent enough that the default retention keeps its
+# raw rows (the `rollup` command and the serving runner freeze buckets past it).
+_TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+T0 = _TODAY - timedelta(days=35 + _TODAY.weekday(), hours=-10)
 
 
 def at(hours: float) -> datetime:

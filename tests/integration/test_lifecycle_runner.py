@@ -11,8 +11,8 @@ import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from processor.storage import partitions
 from processor.ops.scheduler import PeriodicJob, job_lock
+from processor.storage import partitions
 from processor.storage.housekeeping import RETENTION_LOCK, Housekeeping
 from processor.storage.writer import create_db_engine
 from tests.helpers import wait_for

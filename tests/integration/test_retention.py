@@ -117,8 +117,8 @@ def test_batched_deletes_remove_every_expired_row(db):
 
 
 def test_rollup_retention_is_table_driven(db):
-    """No rollup tables exist on this branch: a stand-in table with the rollups' shape
-    (period column, bucket time) exercises the mechanism."""
+    """The mechanism on a stand-in table with the rollups' shape (period column, bucket
+    time); the real rollup tables are tested in tests/integration/analytics."""
     with db.engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS rollup_standin"))
         conn.execute(
