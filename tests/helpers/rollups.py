@@ -375,3 +375,20 @@ def check_rollups(engine: Engine) -> None:
             w["last_seen_at"],
         )
         assert _json(g["events_breakdown"]) == w["events_breakdown"]
+
+
+def cli_url(engine: Engine) -> str:
+    """The engine's database URL as the CLI's --database-url takes it."""
+    return engine.url.render_as_string(False).replace("postgresql+psycopg://", "postgresql://")
+
+
+def add_session(engine: Engine, session: str, user: str | None, ended_at: datetime) -> None:
+    """A one-minute session row, written directly (nothing in this tree fills `sessions`)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sessions (project_id, session_id, user_id, started_at, ended_at,"
+                " duration_ms, event_count, error_count) VALUES (1, :s, :u, :a, :b, 60000, 3, 0)"
+            ),
+            {"s": session, "u": user, "a": ended_at - timedelta(minutes=1), "b": ended_at},
+        )

@@ -3,8 +3,6 @@ their buckets are recomputed, and unique_users stays exact (SPEC §10, issue 10 
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
@@ -13,7 +11,16 @@ from processor.analytics.rollup import run_round
 from processor.analytics.sqlparts import as_hour
 from processor.mapping.privacy import make_hasher
 from tests.helpers.lifecycle_rows import add_rows
-from tests.helpers.rollups import Event, at, batch_of, check_rollups, stored, write
+from tests.helpers.rollups import (
+    Event,
+    add_session,
+    at,
+    batch_of,
+    check_rollups,
+    cli_url,
+    stored,
+    write,
+)
 
 HASH = make_hasher(None)  # the CLI's hasher without USER_ID_HASH_KEY
 GONE, KEPT = HASH("forget-me"), HASH("keep-me")
@@ -28,20 +35,8 @@ def traffic() -> list[Event]:
     ]  # fmt: skip
 
 
-def add_session(engine: Engine, user: str, name: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO sessions (project_id, session_id, user_id, started_at, ended_at,"
-                " duration_ms, event_count, error_count) VALUES (1, :s, :u, :a, :b, 1000, 2, 0)"
-            ),
-            {"s": name, "u": user, "a": at(0), "b": at(0) + timedelta(seconds=1)},
-        )
-
-
 def forget(engine: Engine, capsys) -> list[str]:
-    url = engine.url.render_as_string(False).replace("postgresql+psycopg://", "postgresql://")
-    assert cli.main(["forget-user", "forget-me", "--database-url", url]) == 0
+    assert cli.main(["forget-user", "forget-me", "--database-url", cli_url(engine)]) == 0
     return capsys.readouterr().out.splitlines()
 
 
@@ -67,8 +62,8 @@ def test_forget_user_recomputes_the_rollups_and_leaves_no_trace(engine, capsys):
     clean_user_tables(engine)
     write(engine, batch_of(traffic()))
     add_rows(engine, "user_properties", [at(0)], user_id=GONE)
-    add_session(engine, GONE, "gone-session")
-    add_session(engine, KEPT, "kept-session")
+    add_session(engine, "gone-session", GONE, at(0))
+    add_session(engine, "kept-session", KEPT, at(0))
     run_round(engine)
     check_rollups(engine)
     before = [r["user_id"] for r in stored(engine, "user_activity_daily")]

@@ -14,9 +14,11 @@ from processor.settings import RETENTION_DEFAULTS
 from processor.storage.retention import ROLLUP_TABLES
 from tests.helpers.rollups import (
     Event,
+    add_session,
     as_utc,
     batch_of,
     check_rollups,
+    cli_url,
     percentile_cont,
     raw,
     stored,
@@ -41,12 +43,8 @@ def events_at(days: int, first: int, count: int = 6) -> list[Event]:
     ]  # fmt: skip
 
 
-def url_of(engine: Engine) -> str:
-    return engine.url.render_as_string(False).replace("postgresql+psycopg://", "postgresql://")
-
-
 def cli_lines(engine: Engine, capsys: Any, *args: str) -> list[str]:
-    assert cli.main([*args, "--database-url", url_of(engine)]) == 0
+    assert cli.main([*args, "--database-url", cli_url(engine)]) == 0
     return capsys.readouterr().out.splitlines()
 
 
@@ -80,16 +78,8 @@ def periods_left(engine: Engine, table: str) -> set[tuple[str, int]]:
 def add_sessions(engine: Engine, ages: list[int]) -> None:
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM sessions"))
-        for age in ages:
-            end = noon(age)
-            conn.execute(
-                text(
-                    "INSERT INTO sessions (project_id, session_id, user_id, started_at, ended_at,"
-                    " duration_ms, event_count, error_count)"
-                    " VALUES (1, :s, 'u', :a, :b, 60000, 3, 0)"
-                ),
-                {"s": f"s{age}", "a": end - timedelta(minutes=1), "b": end},
-            )
+    for age in ages:
+        add_session(engine, f"s{age}", "u", noon(age))
 
 
 def test_every_rollup_table_with_history_is_registered():
