@@ -124,3 +124,33 @@ def test_partitions_are_made_at_start(make_server, db):
     make_server()
     with db.engine.connect() as conn:
         wait_for(lambda: day in partitions.day_partitions(conn, "performance_metrics"), 30)
+
+
+def test_a_job_runs_its_start_job_then_its_first_round_after_the_first_delay():
+    from sqlalchemy import create_engine
+
+    engine = create_engine("sqlite://")
+    ran: list[str] = []
+    job = PeriodicJob(
+        "t",
+        engine,
+        lambda _e: ran.append("round"),
+        interval=3600,
+        lock_key=RETENTION_LOCK,
+        first_delay=0.05,
+        on_start=lambda _e: ran.append("start"),
+    )
+
+    async def scenario() -> None:
+        await job.start()
+        deadline = time.monotonic() + 10
+        while ran != ["start", "round"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await job.shutdown(5)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert ran == ["start", "round"]  # the next round is an interval (an hour) away
+    assert job.stop.is_set()
