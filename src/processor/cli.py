@@ -243,14 +243,14 @@ def forget_user(settings: Settings, args: argparse.Namespace) -> int:
 
 def retention(settings: Settings, *, dry_run: bool) -> int:
     """Waits for a retention round running elsewhere (the serving process), then runs."""
+    from processor.ops.scheduler import job_lock
     from processor.storage import retention as policy
     from processor.storage.housekeeping import RETENTION_LOCK
-    from processor.storage.maintenance import RunnerLock
     from processor.storage.writer import create_db_engine
 
     engine = create_db_engine(settings.sqlalchemy_url, pool_size=2)
     try:
-        with RunnerLock(engine, RETENTION_LOCK).held(blocking=True):
+        with job_lock(engine, RETENTION_LOCK, wait=True):
             results = policy.run_retention(engine, settings.retention, dry_run=dry_run)
     finally:
         engine.dispose()
@@ -267,7 +267,7 @@ def rollup(settings: Settings, *, rebuild: bool) -> int:
         return 1
     engine = create_db_engine(settings.sqlalchemy_url, pool_size=1)
     try:
-        result = rollup_once(engine, rebuild=rebuild)
+        result = rollup_once(engine, rebuild=rebuild, policy=settings.retention)
     finally:
         engine.dispose()
     print(

@@ -77,6 +77,7 @@ class App:
             self.rollups = RollupRunner(
                 create_db_engine(settings.sqlalchemy_url, pool_size=1),
                 interval=settings.rollup_interval_seconds,
+                policy=settings.retention,
             )
         # Started stage by stage; the components of one stage stop together.
         self.stages: list[tuple[Component, ...]] = [

@@ -271,7 +271,10 @@ def assert_exact_percentile(value: float | None, ordered: list[float], q: float)
     assert value == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
-T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
+# A Monday 10:00 UTC some five weeks back: recent enough that the default retention keeps its
+# raw rows (the `rollup` command and the serving runner freeze buckets past it).
+_TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+T0 = _TODAY - timedelta(days=35 + _TODAY.weekday(), hours=-10)
 
 
 def at(hours: float) -> datetime:
@@ -475,3 +478,20 @@ def stored_sessions(engine: Engine) -> dict[str, dict[str, Any]]:
         r.pop("project_id")
         out[name] = r
     return out
+
+
+def cli_url(engine: Engine) -> str:
+    """The engine's database URL as the CLI's --database-url takes it."""
+    return engine.url.render_as_string(False).replace("postgresql+psycopg://", "postgresql://")
+
+
+def add_session(engine: Engine, session: str, user: str | None, ended_at: datetime) -> None:
+    """A one-minute session row, written directly (no raw events behind it)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO sessions (project_id, session_id, user_id, started_at, ended_at,"
+                " duration_ms, event_count, error_count) VALUES (1, :s, :u, :a, :b, 60000, 3, 0)"
+            ),
+            {"s": session, "u": user, "a": ended_at - timedelta(minutes=1), "b": ended_at},
+        )

@@ -11,9 +11,9 @@ import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.logs.v1 import logs_pb2
 
+from processor.ops.scheduler import PeriodicJob, job_lock
 from processor.storage import partitions
 from processor.storage.housekeeping import RETENTION_LOCK, Housekeeping
-from processor.storage.maintenance import PeriodicRunner, RunnerLock
 from processor.storage.writer import create_db_engine
 from tests.helpers import wait_for
 from tests.helpers.lifecycle_rows import add_rows, count, days_ago
@@ -52,13 +52,14 @@ def test_one_runner_at_a_time(database_url):
     from processor.settings import Settings
 
     engines = [create_db_engine(Settings(database_url=database_url).sqlalchemy_url) for _ in "ab"]
-    first, second = (RunnerLock(e, RETENTION_LOCK) for e in engines)
+    first, second = engines
     try:
-        assert first.acquire()
-        assert not second.acquire()
-        first.release()
-        assert second.acquire()
-        second.release()
+        with job_lock(first, RETENTION_LOCK, wait=False) as got:
+            assert got
+            with job_lock(second, RETENTION_LOCK, wait=False) as other:
+                assert not other
+        with job_lock(second, RETENTION_LOCK, wait=False) as got:
+            assert got
     finally:
         for engine in engines:
             engine.dispose()
@@ -68,17 +69,17 @@ def test_a_round_is_skipped_while_another_process_holds_the_lock(database_url):
     from processor.settings import Settings
 
     engine = create_db_engine(Settings(database_url=database_url).sqlalchemy_url)
-    other = RunnerLock(engine, RETENTION_LOCK)
-    ran: list[bool] = []
-    runner = PeriodicRunner(
-        "t", RunnerLock(engine, RETENTION_LOCK), ran.append, interval=60, first_delay=60
-    )
+    other = create_db_engine(Settings(database_url=database_url).sqlalchemy_url)
+    ran: list[object] = []
+    runner = PeriodicJob("t", engine, ran.append, interval=60, lock_key=RETENTION_LOCK)
     try:
-        assert other.acquire()
-        assert runner.run_once() is False and ran == []
-        other.release()
-        assert runner.run_once() is True and ran == [False]
+        with job_lock(other, RETENTION_LOCK, wait=False) as got:
+            assert got
+            assert runner.run_once() is None and ran == [] and runner.skipped == 1
+        runner.run_once()
+        assert ran == [engine] and runner.rounds == 1
     finally:
+        other.dispose()
         engine.dispose()
 
 
@@ -122,3 +123,33 @@ def test_partitions_are_made_at_start(make_server, db):
     make_server()
     with db.engine.connect() as conn:
         wait_for(lambda: day in partitions.day_partitions(conn, "performance_metrics"), 30)
+
+
+def test_a_job_runs_its_start_job_then_its_first_round_after_the_first_delay():
+    from sqlalchemy import create_engine
+
+    engine = create_engine("sqlite://")
+    ran: list[str] = []
+    job = PeriodicJob(
+        "t",
+        engine,
+        lambda _e: ran.append("round"),
+        interval=3600,
+        lock_key=RETENTION_LOCK,
+        first_delay=0.05,
+        on_start=lambda _e: ran.append("start"),
+    )
+
+    async def scenario() -> None:
+        await job.start()
+        deadline = time.monotonic() + 10
+        while ran != ["start", "round"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await job.shutdown(5)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert ran == ["start", "round"]  # the next round is an interval (an hour) away
+    assert job.stop.is_set()

@@ -5,6 +5,10 @@ rows. A marker committed after the claim is not deleted, so its rows wait for th
 and nothing is missed under READ COMMITTED. The writer only appends markers, so it never
 waits for the runner.
 
+Under a retention policy, buckets older than their raw tables' cutoff are frozen
+(processor.analytics.frozen): their markers are dropped unrecomputed, so dropping raw rows
+never changes a rollup.
+
 SQLite (one writer at a time): markers are read with their highest id, each recomputation
 commits in its own short transaction, and the markers up to that id are deleted last. SQLite
 commits in id order, so every marker up to that id had its rows visible to the reads; a crash
@@ -18,12 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection, Engine
 
 from processor.analytics import daily, dashboard, endpoints, metrics, sessions
 from processor.analytics.buckets import DAY, HOUR, days_of, month_of, runs, week_of
+from processor.analytics.frozen import Floors, Policy, kept, with_whole_days
 from processor.analytics.invalidations import SOURCES
 from processor.analytics.schema import (
     EndpointStat,
@@ -52,14 +58,22 @@ class RoundResult:
     projects: set[int] = field(default_factory=set)
 
 
-def run_round(engine: Engine, *, rebuild: bool = False, now: datetime | None = None) -> RoundResult:
-    """Bring every rollup up to date once. The caller holds the runner lock."""
+def run_round(
+    engine: Engine,
+    *,
+    rebuild: bool = False,
+    now: datetime | None = None,
+    policy: Policy | None = None,
+) -> RoundResult:
+    """Bring every rollup up to date once. The caller holds the runner lock. ``policy``: the
+    retention policy, whose cutoffs freeze old buckets (None: nothing is frozen)."""
     started = time.perf_counter()
     result = RoundResult()
+    floors = Floors.of(policy, now or datetime.now(UTC))
     if engine.dialect.name == "postgresql" or rebuild:
         with engine.begin() as conn:
-            dirty = _claim(conn, result) if not rebuild else _everything(conn, result)
-            for step in plan(dirty, _projects(conn, dirty), now):
+            dirty = _claim(conn, result) if not rebuild else _everything(conn, result, floors)
+            for step in plan(dirty, _projects(conn, dirty), now, floors):
                 result.rows += step(Sql(conn))
     else:
         with engine.connect() as conn:
@@ -69,7 +83,7 @@ def run_round(engine: Engine, *, rebuild: bool = False, now: datetime | None = N
             projects = _projects(conn, {})
         newest = max((r[0] for r in rows), default=0)
         dirty = _dirty(((r[1], r[2], r[3]) for r in rows), result)
-        for step in plan(dirty, projects | result.projects, now):
+        for step in plan(dirty, projects | result.projects, now, floors):
             with engine.begin() as conn:
                 result.rows += step(Sql(conn))
         if rows:
@@ -96,11 +110,22 @@ def _claim(conn: Connection, result: RoundResult) -> Dirty:
     return _dirty(claimed, result)
 
 
-def _everything(conn: Connection, result: RoundResult) -> Dirty:
-    """--rebuild: every bucket that has raw rows, from scratch (old rollup rows go)."""
+def _everything(conn: Connection, result: RoundResult, floors: Floors) -> Dirty:
+    """--rebuild: every bucket from scratch (its old rollup rows go), except frozen buckets,
+    whose raw rows retention removed: their rollup rows stay as they are."""
     conn.execute(delete(RollupInvalidation))
-    for model in REBUILT:
-        conn.execute(delete(model))
+    since: list[tuple[Any, Any, datetime | None]] = [
+        (EndpointStat, EndpointStat.bucket_start, floors.endpoints),
+        (MetricAggregate, MetricAggregate.period_start, floors.metrics),
+        (FeatureUsageDaily, FeatureUsageDaily.date, floors.features),
+        (UserActivityDaily, UserActivityDaily.date, floors.users),
+    ]
+    for model, column, floor in since:
+        if floor is None:
+            conn.execute(delete(model))
+        else:
+            bound = floor.date() if column.key == "date" else floor
+            conn.execute(delete(model).where(column >= bound))
     sql = Sql(conn)
     markers = []
     for kind in SOURCES:
@@ -116,29 +141,36 @@ def _projects(conn: Connection, dirty: Dirty) -> set[int]:
     return known | {p for by in dirty.values() for p in by}
 
 
-def plan(dirty: Dirty, projects: set[int], now: datetime | None = None) -> list[Step]:
-    """The recomputations the dirty buckets need, hours before the days built from them."""
+def plan(
+    dirty: Dirty, projects: set[int], now: datetime | None = None, floors: Floors | None = None
+) -> list[Step]:
+    """The recomputations the dirty buckets need, hours before the days built from them;
+    frozen buckets (``floors``) are left out."""
     steps: list[Step] = []
+    floors = floors or Floors()
 
     def each(fn: Callable[[Sql, int, datetime, datetime], int], project: int, ranges: list) -> None:
         steps.extend(partial(_call, fn, project, start, end) for start, end in ranges)
 
-    for project, hours in dirty["endpoint_usage"].items():
+    for project, dirty_hours in dirty["endpoint_usage"].items():
+        hours = with_whole_days(kept(dirty_hours, floors.endpoints), floors)
         each(endpoints.recompute_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
         each(endpoints.recompute_days, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
-    for project, hours in dirty["performance_metrics"].items():
+    for project, dirty_hours in dirty["performance_metrics"].items():
+        hours = with_whole_days(kept(dirty_hours, floors.metrics), floors)
         each(metrics.recompute_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
         days = days_of(hours)
         each(metrics.recompute_days, project, runs(days, DAY, DAYS_PER_QUERY))
         for period, place in (("weekly", week_of), ("monthly", month_of)):
-            for start in sorted({place(d) for d in days}):
+            for start in sorted(kept({place(d) for d in days}, floors.longer)):
                 steps.append(partial(_longer, project, period, start))
     for project, hours in dirty["feature_usage"].items():
-        each(daily.recompute_features, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
+        days = kept(days_of(hours), floors.features)
+        each(daily.recompute_features, project, runs(days, DAY, DAYS_PER_QUERY))
     user_days: dict[int, set[datetime]] = {}
     for kind in ("endpoint_usage", "feature_usage", "user_activity"):
         for project, hours in dirty[kind].items():
-            user_days.setdefault(project, set()).update(days_of(hours))
+            user_days.setdefault(project, set()).update(kept(days_of(hours), floors.users))
     for project, days in user_days.items():
         each(daily.recompute_users, project, runs(days, DAY, DAYS_PER_QUERY))
     session_hours: dict[int, set[datetime]] = {}

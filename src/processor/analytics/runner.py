@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy.engine import Engine
 
+from processor.analytics.frozen import Policy
 from processor.analytics.rollup import RoundResult, run_round
 from processor.ops.scheduler import PeriodicJob
 
@@ -14,16 +17,20 @@ ROLLUP_LOCK_KEY = 0x7470_0010
 class RollupRunner(PeriodicJob[RoundResult]):
     """A ``lifecycle.Component``; one runner at a time across workers and replicas."""
 
-    def __init__(self, engine: Engine, *, interval: float) -> None:
-        super().__init__("rollup", engine, run_round, interval=interval, lock_key=ROLLUP_LOCK_KEY)
+    def __init__(self, engine: Engine, *, interval: float, policy: Policy | None = None) -> None:
+        """``policy``: the retention policy; buckets past its raw cutoffs stay frozen."""
+        job = partial(run_round, policy=policy)
+        super().__init__("rollup", engine, job, interval=interval, lock_key=ROLLUP_LOCK_KEY)
 
 
-def rollup_once(engine: Engine, *, rebuild: bool = False) -> RoundResult:
+def rollup_once(
+    engine: Engine, *, rebuild: bool = False, policy: Policy | None = None
+) -> RoundResult:
     """`telemetry-processor rollup`: wait for a round in progress elsewhere, then run one."""
     job = PeriodicJob(
         "rollup",
         engine,
-        lambda e: run_round(e, rebuild=rebuild),
+        lambda e: run_round(e, rebuild=rebuild, policy=policy),
         interval=0,
         lock_key=ROLLUP_LOCK_KEY,
     )

@@ -2,8 +2,9 @@
 
 A job is a plain function of an Engine, run in its own thread (never on the event loop)
 every ``interval`` seconds while it holds its lock: a PostgreSQL advisory lock, or on SQLite a
-file lock beside the database. A process that does not get the lock skips that round. Rollups
-use it; retention and alerts can too.
+file lock beside the database. A process that does not get the lock skips that round. Rollups,
+retention (storage/housekeeping.py, and the ``retention`` CLI through ``job_lock``) and alerts
+use it.
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ def job_lock(engine: Engine, key: int, *, wait: bool) -> Iterator[bool]:
 
 
 class PeriodicJob(Generic[T]):
-    """A ``lifecycle.Component`` running ``job(engine)`` every ``interval`` seconds."""
+    """A ``lifecycle.Component`` running ``job(engine)`` every ``interval`` seconds.
+
+    ``first_delay``: seconds before the first round (default: one interval). ``on_start``: a
+    job run once right at start, under the same lock (e.g. work that must not wait for the
+    first round). ``stop`` is set at shutdown: a long job checks it between bounded steps.
+    """
 
     def __init__(
         self,
@@ -77,15 +83,20 @@ class PeriodicJob(Generic[T]):
         *,
         interval: float,
         lock_key: int,
+        first_delay: float | None = None,
+        on_start: Callable[[Engine], object] | None = None,
     ) -> None:
         self.name = name
         self.engine = engine
         self.job = job
         self.interval = interval
         self.lock_key = lock_key
+        self.first_delay = interval if first_delay is None else first_delay
+        self.on_start = on_start
         self.rounds = 0  # rounds this process ran (holding the lock)
         self.skipped = 0  # rounds another process had
         self.last: T | None = None
+        self.stop = threading.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -106,27 +117,43 @@ class PeriodicJob(Generic[T]):
         self.last = result
         return result
 
+    def _start_round(self) -> bool:
+        assert self.on_start is not None
+        with job_lock(self.engine, self.lock_key, wait=False) as got:
+            if got:
+                self.on_start(self.engine)
+            return got
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.on_start is not None:
+            await self._step(loop, self._start_round)
+        delay = self.first_delay
         while not self._stopping.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
+                await asyncio.wait_for(self._stopping.wait(), delay)
             if self._stopping.is_set():
                 return
-            started = time.perf_counter()
-            try:
-                result = await loop.run_in_executor(self._executor, self.run_once)
-            except Exception as exc:  # a failed round is retried next interval
-                log.warning(f"{self.name}_failed", error=type(exc).__name__, detail=str(exc)[:300])
-                continue
-            if result is not None:
-                log.debug(f"{self.name}_round", seconds=round(time.perf_counter() - started, 3))
+            delay = self.interval
+            await self._step(loop, self.run_once)
+
+    async def _step(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
+        started = time.perf_counter()
+        try:
+            result = await loop.run_in_executor(self._executor, fn)
+        except Exception as exc:  # a failed round is retried next interval
+            detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+            log.warning(f"{self.name}_failed", error=type(exc).__name__, detail=detail)
+            return
+        if result is not None and result is not False:
+            log.debug(f"{self.name}_round", seconds=round(time.perf_counter() - started, 3))
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop scheduling; let a round in progress finish within ``grace``. Safe twice."""
         if self._closed:
             return
         self._closed = True
+        self.stop.set()
         self._stopping.set()
         if self._task is not None:
             try:

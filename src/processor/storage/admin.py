@@ -6,11 +6,22 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Table, delete, func, insert, select, update
-from sqlalchemy.engine import Engine
+import structlog
+from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
 
+from processor.analytics import invalidations
+from processor.analytics.schema import Session, UserActivityDaily
+from processor.analytics.sqlparts import Sql, as_hour
 from processor.ingest.auth import INGEST, SCOPES, key_digest
 from processor.storage.schema import MODELS, ApiKey, Project
+
+log = structlog.get_logger(__name__)
+
+# Rollup tables that hold a user id: their rows of the user are deleted outright. The other
+# rollups only count users; they are recomputed from the remaining raw rows. (Funnel results
+# are not stored: funnels are computed on request from the raw rows.)
+USER_ROLLUPS = (UserActivityDaily, Session)
 
 KEY_PREFIX = "tpk_"
 
@@ -116,16 +127,36 @@ def touch_keys(engine: Engine, used: dict[str, datetime]) -> None:
 
 
 def forget_user(engine: Engine, user_hash: str, project: int | None = None) -> dict[str, int]:
-    """Delete every row of one (hashed) user from every analytics table."""
+    """Delete every row of one (hashed) user from every raw table and the rollups that name
+    users, and mark every (raw table, project, hour) the deleted rows were in dirty, in the
+    same transaction: the next rollup round recomputes those buckets, so counts and
+    unique_users stay exact and a crash cannot leave one without the other."""
     removed: dict[str, int] = {}
     with engine.begin() as conn:
-        for model in MODELS:
+        markers = _buckets_of(conn, user_hash, project)
+        for model in (*MODELS, *USER_ROLLUPS):
             table: Table = model.__table__  # type: ignore[assignment]
             statement = delete(table).where(table.c.user_id == user_hash)
             if project is not None:
                 statement = statement.where(table.c.project_id == project)
             removed[table.name] = int(conn.execute(statement).rowcount)
+        invalidations.record_markers(conn, markers)
+    log.info("user_forgotten", rows=sum(removed.values()), dirty_buckets=len(markers))
     return removed
+
+
+def _buckets_of(conn: Connection, user_hash: str, project: int | None) -> set[invalidations.Marker]:
+    """The (raw table, project, event hour) of the user's rows in the rollups' raw tables."""
+    sql = Sql(conn)
+    where = "user_id = :user" + ("" if project is None else " AND project_id = :project")
+    found: set[invalidations.Marker] = set()
+    for kind in invalidations.SOURCES:
+        rows = conn.execute(
+            text(f"SELECT DISTINCT project_id, {sql.hour('timestamp')} FROM {kind} WHERE {where}"),
+            {"user": user_hash, "project": project},
+        )
+        found.update((kind, int(p), as_hour(hour)) for p, hour in rows)
+    return found
 
 
 def count_projects(engine: Engine) -> int:

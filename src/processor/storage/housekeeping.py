@@ -3,7 +3,8 @@
 PostgreSQL: at start, and every RETENTION_INTERVAL_SECONDS, partitions are made
 PARTITION_PREMAKE_DAYS ahead and rows stranded in DEFAULT partitions are moved out. Retention
 first runs FIRST_RETENTION_DELAY seconds after start (or one interval, if shorter), then
-every interval. One process does this at a time across workers and replicas.
+every interval. One process does this at a time across workers and replicas (the shared
+scheduler of processor.ops.scheduler, which the ``retention`` CLI's lock is also taken from).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
 
+from processor.ops.scheduler import PeriodicJob
 from processor.settings import Settings
 from processor.storage import partitions, retention
-from processor.storage.maintenance import PeriodicRunner, RunnerLock, lock_key
 
-RETENTION_LOCK = lock_key("tp-retn")
+# The advisory lock key every worker, replica and the `retention` CLI share ("tp" + 13).
+RETENTION_LOCK = 0x7470_0013
 FIRST_RETENTION_DELAY = 300.0
 
 
@@ -37,13 +39,14 @@ class Housekeeping:
         self.rollups = rollups
         self.postgres = engine.dialect.name == "postgresql"
         interval = float(settings.retention_interval_seconds)
-        self.runner = PeriodicRunner(
+        self.runner: PeriodicJob[list[retention.TableResult]] = PeriodicJob(
             "retention",
-            RunnerLock(engine, RETENTION_LOCK),
+            engine,
             self.round,
             interval=interval,
+            lock_key=RETENTION_LOCK,
             first_delay=min(interval, FIRST_RETENTION_DELAY),
-            at_start=self.postgres,
+            on_start=self.make_partitions if self.postgres else None,
         )
 
     async def start(self) -> None:
@@ -53,20 +56,25 @@ class Housekeeping:
         await self.runner.shutdown(grace)
         self.engine.dispose()
 
-    def round(self, first: bool = False) -> None:
-        """One round, in the runner's thread: partitions, then (after the first) retention."""
+    def make_partitions(self, engine: Engine) -> None:
+        """At start (PostgreSQL): partitions ahead, strays moved out of DEFAULT."""
+        partitions.ensure_partitions(
+            engine,
+            premake_days=self.settings.partition_premake_days,
+            policy=self.settings.retention,
+        )
+
+    def round(self, engine: Engine) -> list[retention.TableResult]:
+        """One round, in the runner's thread: partitions, then retention."""
         if self.postgres:
-            partitions.ensure_partitions(
-                self.engine,
-                premake_days=self.settings.partition_premake_days,
-                policy=self.settings.retention,
-            )
-        if first or self.runner.stop.is_set():
-            return
-        retention.run_retention(
-            self.engine, self.settings.retention, rollups=self.rollups, stop=self.runner.stop
+            self.make_partitions(engine)
+        if self.runner.stop.is_set():
+            return []
+        return retention.run_retention(
+            engine, self.settings.retention, rollups=self.rollups, stop=self.runner.stop
         )
 
     async def run_now(self) -> bool:
         """One full round now (tests, operators); False when another process holds the lock."""
-        return await asyncio.get_running_loop().run_in_executor(None, self.runner.run_once, False)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.runner.run_once) is not None

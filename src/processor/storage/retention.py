@@ -9,7 +9,11 @@ transaction, a pause between them, so the writer never waits long) and then give
 pages back with ``PRAGMA incremental_vacuum``. ``user_properties`` are kept.
 
 Rollup tables are not partitioned: their expired buckets are deleted in the same bounded
-batches. They are registered as :class:`RollupRetention` rows in ``ROLLUP_TABLES``.
+batches. They are registered as :class:`RollupRetention` rows in ``ROLLUP_TABLES``: hourly
+rows expire under ``rollups.hour``, daily and longer rows (and sessions) under ``rollups.day``.
+A bucket goes once it *ends* before the cutoff, so a week or month is never cut short. Dropping
+raw rows never touches a rollup (the rollup round freezes buckets older than their raw tables'
+cutoff, see processor.analytics.rollup).
 """
 
 from __future__ import annotations
@@ -42,22 +46,49 @@ DROP_ATTEMPTS = 5
 LOCK_NOT_AVAILABLE = "55P03"
 
 
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class RollupRetention:
     """One rollup table's expiry: rows whose ``period_column`` equals ``period_value`` (every
-    row when the column is None) and whose ``time_column`` is before the cutoff of
-    ``target`` (``rollups.hour`` or ``rollups.day``) are deleted."""
+    row when the column is None) whose bucket, ``time_column`` + ``length``, ends at or
+    before the cutoff of ``target`` (``rollups.hour`` or ``rollups.day``) are deleted.
+    ``dates``: the time column is a DATE (compared as a date on SQLite, where it is text)."""
 
     table: str
     period_column: str | None
     period_value: str | None
     time_column: str
     target: str
+    length: timedelta = timedelta(0)
+    dates: bool = False
 
 
-# Registered by the rollup tables' module, e.g.
-# RollupRetention("endpoint_stats", "period", "hour", "bucket_start", "rollups.hour").
-ROLLUP_TABLES: list[RollupRetention] = []
+# Every rollup table of SPEC §10 that grows with time. Hourly rows under rollups.hour; daily,
+# weekly and monthly rows and sessions (one row per visit, read as daily history) under
+# rollups.day. A month counts as 31 days, so a short month is kept up to 3 days longer.
+# Not here: dashboard_metrics (current values only), funnels (definitions) and
+# rollup_invalidations (a queue each round empties).
+ROLLUP_TABLES: list[RollupRetention] = [
+    RollupRetention("endpoint_stats", "period", "hour", "bucket_start", "rollups.hour", HOUR),
+    RollupRetention("endpoint_stats", "period", "day", "bucket_start", "rollups.day", DAY),
+    RollupRetention(
+        "metric_aggregates", "period_type", "hourly", "period_start", "rollups.hour", HOUR
+    ),
+    RollupRetention(
+        "metric_aggregates", "period_type", "daily", "period_start", "rollups.day", DAY
+    ),
+    RollupRetention(
+        "metric_aggregates", "period_type", "weekly", "period_start", "rollups.day", 7 * DAY
+    ),
+    RollupRetention(
+        "metric_aggregates", "period_type", "monthly", "period_start", "rollups.day", 31 * DAY
+    ),
+    RollupRetention("feature_usage_daily", None, None, "date", "rollups.day", DAY, dates=True),
+    RollupRetention("user_activity_daily", None, None, "date", "rollups.day", DAY, dates=True),
+    RollupRetention("sessions", None, None, "ended_at", "rollups.day"),
+]
 
 
 @dataclass(frozen=True)
@@ -134,8 +165,16 @@ def rollup_condition(
     cut = cutoff(policy[spec.target], now)
     if cut is None:
         return None
-    value: Any = cut.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else cut
-    sql, params = f'"{spec.time_column}" < :cut', {"cut": value}
+    # A bucket [start, start + length) has ended by the cutoff when start <= cut - length; an
+    # instant (length 0) goes when it is before the cutoff, as raw rows do.
+    last = cut - spec.length
+    value: Any
+    if spec.dates:
+        value = last.date().isoformat() if sqlite else last.date()
+    else:
+        value = last.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else last
+    op = "<=" if spec.length else "<"
+    sql, params = f'"{spec.time_column}" {op} :cut', {"cut": value}
     if spec.period_column is not None:
         sql += f' AND "{spec.period_column}" = :period'
         params["period"] = spec.period_value

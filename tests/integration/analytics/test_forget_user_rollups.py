@@ -1,0 +1,105 @@
+"""`forget-user` reaches the rollups: the user's rows leave user_activity_daily and sessions,
+their buckets are recomputed, and unique_users stays exact (SPEC §10, issue 10 item 8)."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from processor import cli
+from processor.analytics.rollup import run_round
+from processor.analytics.sqlparts import as_hour
+from processor.mapping.privacy import make_hasher
+from tests.helpers.lifecycle_rows import add_rows
+from tests.helpers.rollups import (
+    Event,
+    add_session,
+    at,
+    batch_of,
+    check_rollups,
+    cli_url,
+    stored,
+    write,
+)
+
+HASH = make_hasher(None)  # the CLI's hasher without USER_ID_HASH_KEY
+GONE, KEPT = HASH("forget-me"), HASH("keep-me")
+
+
+def traffic() -> list[Event]:
+    """Two users over two days; the forgotten one alone in some hours."""
+    return [
+        Event(n, at(n * 1.3 - 20), f"/e{n % 2}", (200, 503)[n % 2], 5.0 + n, (GONE, KEPT)[n % 3 == 0],
+              f"s{n % 4}", ("ok", "error")[n % 2])
+        for n in range(30)
+    ]  # fmt: skip
+
+
+def forget(engine: Engine, capsys) -> list[str]:
+    assert cli.main(["forget-user", "forget-me", "--database-url", cli_url(engine)]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def holders(engine: Engine, value: str) -> dict[str, int]:
+    """Rows of every table whose text holds ``value`` anywhere (ids, JSON, metadata)."""
+    found = {}
+    with engine.connect() as conn:
+        for table in inspect(conn).get_table_names():  # every table the database has
+            rows = conn.execute(text(f'SELECT * FROM "{table}"')).all()
+            hits = sum(value in repr(tuple(r)) for r in rows)
+            if hits:
+                found[table] = hits
+    return found
+
+
+def clean_user_tables(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in ("sessions", "user_properties", "logs"):
+            conn.execute(text(f"DELETE FROM {table}"))
+
+
+def test_forget_user_recomputes_the_rollups_and_leaves_no_trace(engine, capsys):
+    clean_user_tables(engine)
+    write(engine, batch_of(traffic()))
+    add_rows(engine, "user_properties", [at(0)], user_id=GONE)
+    add_session(engine, "gone-session", GONE, at(0))
+    add_session(engine, "kept-session", KEPT, at(0))
+    run_round(engine)
+    check_rollups(engine)
+    before = [r["user_id"] for r in stored(engine, "user_activity_daily")]
+    assert set(before) == {GONE, KEPT}
+    users_before = sum(r["unique_users"] for r in stored(engine, "endpoint_stats"))
+
+    lines = forget(engine, capsys)
+    assert f"user_activity_daily: {before.count(GONE)}" in lines and "sessions: 1" in lines
+    assert holders(engine, GONE) == {}
+    # The deleted rows' buckets are marked dirty in the same transaction.
+    markers = {
+        (r["kind"], as_hour(r["bucket_start"])) for r in stored(engine, "rollup_invalidations")
+    }
+    hours = {as_hour(e.when.replace(minute=0, second=0)) for e in traffic() if e.user == GONE}
+    kinds = {"endpoint_usage", "feature_usage", "performance_metrics", "user_activity"}
+    assert {h for _, h in markers} == hours
+    assert {k for k, _ in markers} == kinds
+
+    run_round(engine)
+    check_rollups(engine)  # unique_users and every count equal a recomputation again
+    assert sum(r["unique_users"] for r in stored(engine, "endpoint_stats")) < users_before
+    assert {r["user_id"] for r in stored(engine, "user_activity_daily")} == {KEPT}
+    assert [r["session_id"] for r in stored(engine, "sessions")] == ["kept-session"]
+    assert holders(engine, GONE) == {}
+    assert holders(engine, KEPT)
+
+
+def test_forgetting_in_another_project_leaves_this_one_alone(engine, capsys):
+    from processor.storage import admin
+
+    clean_user_tables(engine)
+    write(engine, batch_of(traffic()))
+    run_round(engine)
+    other = admin.project_id(engine, "elsewhere", create=True)
+    removed = admin.forget_user(engine, GONE, other)
+    assert sum(removed.values()) == 0
+    assert stored(engine, "rollup_invalidations") == []
+    assert GONE in {r["user_id"] for r in stored(engine, "user_activity_daily")}
+    check_rollups(engine)
