@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import Table, delete, func, insert, select, text, update
@@ -156,6 +156,17 @@ def _buckets_of(conn: Connection, user_hash: str, project: int | None) -> set[in
             {"user": user_hash, "project": project},
         )
         found.update((kind, int(p), as_hour(hour)) for p, hour in rows)
+    # A session named after the user may hold other users' events (a shared device): every
+    # hour it spans is dirty, so the round rebuilds what remains of it.
+    spans = conn.execute(
+        text(f"SELECT project_id, started_at, ended_at FROM sessions WHERE {where}"),
+        {"user": user_hash, "project": project},
+    )
+    for p, started, ended in spans:
+        hour, last = invalidations.hour_of(as_hour(started)), invalidations.hour_of(as_hour(ended))
+        while hour <= last:
+            found.add(("endpoint_usage", int(p), hour))
+            hour += timedelta(hours=1)
     return found
 
 
