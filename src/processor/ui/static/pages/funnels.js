@@ -10,8 +10,9 @@ const STEP_TYPES = ["event", "feature", "endpoint", "log"];
 const chosen = { id: null };
 
 function unavailable() {
-  return notice(el("h2", { text: "Funnels are not available on this server" }),
-    el("p", { "data-testid": "funnels-unavailable", text: "The funnel endpoints (/api/v1/funnels) answered 404: this server version does not serve funnels yet." }));
+  return el("div", { "data-testid": "funnels-unavailable" }, notice(
+    el("h2", { text: "Funnels are not available on this server" }),
+    el("p", { text: "The funnel endpoints (/api/v1/funnels) answered 404: this server version does not serve funnels yet." })));
 }
 
 function stepRow() {
