@@ -118,7 +118,9 @@ def watch(browser: Any, base: str, **context: Any) -> Watched:
         if msg.type != "error":
             return
         url = msg.location.get("url", "")
-        if any(f"status of {status}" in msg.text and path in url for status, path in watched.expected):
+        if any(
+            f"status of {status}" in msg.text and path in url for status, path in watched.expected
+        ):
             return
         watched.errors.append(f"{msg.text} ({url})")
 

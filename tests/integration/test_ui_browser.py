@@ -55,7 +55,9 @@ def test_every_page_loads_without_console_errors(browser, filled, database_url):
 def test_overview_tiles_charts_and_tables_match_the_api(browser, filled):
     w = watch(browser, filled.http_url)
     w.open("#/overview")
-    tiles = {r["metric_key"]: r for r in get(filled, "/api/v1/analytics/dashboard").json()["metrics"]}
+    tiles = {
+        r["metric_key"]: r for r in get(filled, "/api/v1/analytics/dashboard").json()["metrics"]
+    }
     assert tiles["requests"]["value"] == 18
     shown = w.page.locator("[data-metric='requests'] .value").text_content()
     assert shown == "18"
@@ -197,9 +199,10 @@ def test_inline_script_is_refused_by_the_content_security_policy(browser, filled
         })"""
     )
     assert ran == "blocked"
-    assert "script-src 'self'" in requests.get(filled.http_url, timeout=10).headers[
-        "Content-Security-Policy"
-    ]
+    assert (
+        "script-src 'self'"
+        in requests.get(filled.http_url, timeout=10).headers["Content-Security-Policy"]
+    )
 
 
 def test_performance_page_draws_metric_percentiles(browser, filled):
@@ -232,7 +235,9 @@ def test_funnels_page_defines_a_funnel_or_says_it_is_not_available(browser, fill
     w.page.locator("select[name='step-type']").nth(1).select_option("endpoint")
     values.nth(1).fill("POST /api/orders")
     w.rerender(lambda: w.page.click("text=Create funnel"))
-    [funnel] = [f for f in get(filled, "/api/v1/funnels").json()["funnels"] if f["name"] == "order flow"]
+    [funnel] = [
+        f for f in get(filled, "/api/v1/funnels").json()["funnels"] if f["name"] == "order flow"
+    ]
     q = last_request(w, f"/api/v1/funnels/{funnel['id']}/conversion")
     steps = get(filled, f"/api/v1/funnels/{funnel['id']}/conversion", **q).json()["steps"]
     assert w.chart("chart-funnel")["datasets"][0]["data"] == [s["users"] for s in steps]

@@ -17,9 +17,7 @@ TILES: Table = DashboardMetric.__table__  # type: ignore[assignment]
 def dashboard_metrics(engine: Engine, project: int) -> list[dict[str, Any]]:
     c = TILES.c
     query = (
-        select(
-            c.widget_id, c.metric_key, c.value, c.previous_value, c.change_percent, c.updated_at
-        )
+        select(c.widget_id, c.metric_key, c.value, c.previous_value, c.change_percent, c.updated_at)
         .where(c.project_id == project)
         .order_by(c.widget_id, c.metric_key)
     )

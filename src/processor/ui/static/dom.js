@@ -28,10 +28,12 @@ export function card(title, ...children) {
 
 const INTEGER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 const DECIMAL = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
+const SMALL = new Intl.NumberFormat("en-US", { maximumSignificantDigits: 2 });
 
 export function num(value) {
   if (value === null || value === undefined) return "–";
-  return Number.isInteger(value) ? INTEGER.format(value) : DECIMAL.format(value);
+  if (Number.isInteger(value)) return INTEGER.format(value);
+  return Math.abs(value) < 1 ? SMALL.format(value) : DECIMAL.format(value);
 }
 
 export function ms(value) {

@@ -14,8 +14,11 @@ const TILES = [
 ];
 
 function change(row) {
-  if (!row || row.change_percent === null || row.change_percent === undefined) {
+  if (!row || row.previous_value === null || row.previous_value === undefined) {
     return el("div", { class: "change", text: "no previous period" });
+  }
+  if (row.change_percent === null || row.change_percent === undefined) {
+    return el("div", { class: "change", text: `previous 24 h: ${num(row.previous_value)}` });
   }
   const value = row.change_percent;
   const sign = value > 0 ? "+" : "";
