@@ -183,6 +183,7 @@ def test_a_script_in_a_log_message_is_shown_as_text(browser, filled):
     assert XSS in messages
     assert w.page.locator("#main script, #main img").count() == 0
     w.page.wait_for_timeout(300)  # an onerror handler would have fired by now
+    w.screenshot("logs-xss")
     w.assert_clean()
 
 

@@ -40,6 +40,15 @@ export function ms(value) {
   return value === null || value === undefined ? "–" : `${DECIMAL.format(value)} ms`;
 }
 
+// A duration in ms, in the unit that reads best (s, min, h past a second).
+export function duration(value) {
+  if (value === null || value === undefined) return "–";
+  if (value < 1000) return ms(value);
+  if (value < 60e3) return `${DECIMAL.format(value / 1e3)} s`;
+  if (value < 3600e3) return `${DECIMAL.format(value / 60e3)} min`;
+  return `${DECIMAL.format(value / 3600e3)} h`;
+}
+
 export function pct(fraction) {
   return fraction === null || fraction === undefined ? "–" : `${DECIMAL.format(fraction * 100)} %`;
 }

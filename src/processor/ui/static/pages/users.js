@@ -2,7 +2,7 @@
 
 import { get } from "../api.js";
 import { barChart, lineChart } from "../charts.js";
-import { card, el, ms, num, table } from "../dom.js";
+import { card, duration, el, num, table } from "../dom.js";
 
 function tile(label, value, key) {
   return el("div", { class: "card tile", "data-metric": key },
@@ -27,7 +27,7 @@ export async function render(main, ctx) {
       tile("MAU (latest month)", num(last(month)), "mau"),
       tile("Sessions", num(sessions.sessions), "sessions"),
       tile("Sessions with errors", num(sessions.sessions_with_errors), "sessions_with_errors"),
-      tile("Median session", ms(sessions.p50_duration_ms), "p50_duration_ms"),
+      tile("Median session", duration(sessions.p50_duration_ms), "p50_duration_ms"),
       tile("Events per session", num(sessions.avg_events), "avg_events"),
     ),
     el("div", { class: "grid" },
