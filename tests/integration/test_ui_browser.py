@@ -280,3 +280,15 @@ def test_an_empty_database_shows_how_to_send_data(browser, ui_server):
     assert "otlphttp" in guide and f"127.0.0.1:{ui_server.app.http_port}" in guide
     w.screenshot("empty-state")
     w.assert_clean()
+
+
+def test_auto_refresh_reloads_the_page_data(browser, filled):
+    w = watch(browser, filled.http_url)
+    w.page.clock.install()
+    w.open("#/overview")
+    w.page.select_option("#refresh", "60")
+    before = sum(1 for u in w.requests if "/api/v1/analytics/timeseries" in u)
+    w.rerender(lambda: w.page.clock.run_for("01:01"))
+    after = sum(1 for u in w.requests if "/api/v1/analytics/timeseries" in u)
+    assert after == before + 1
+    w.assert_clean()
