@@ -2,12 +2,16 @@
 # Build stage: compile a wheel and install it with its dependencies into a venv.
 FROM python:3.11-slim AS build
 WORKDIR /src
+# npm installs the web UI's charting library (ui/package-lock.json) for the build hook.
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml hatch_build.py README.md alembic.ini ./
 COPY src ./src
 COPY alembic ./alembic
 COPY protos ./protos
+COPY ui/package.json ui/package-lock.json ./ui/
 # The build hook compiles protos/ with grpcio-tools (fetched as a build requirement).
 RUN pip install --no-cache-dir --upgrade pip && pip install --no-cache-dir .
 

@@ -1,12 +1,16 @@
-"""Hatchling build hook: compile protos/**/*.proto with grpcio-tools at build time.
+"""Hatchling build hook: compile protos/**/*.proto with grpcio-tools at build time, and copy
+the web UI's charting library (Chart.js, installed by npm from ui/package-lock.json) into the
+package.
 
-The generated modules are written beside the sources (src/<package path of the .proto>), so
-an editable install imports them from the checkout; a regular wheel force-includes them.
-They are never committed (.gitignore).
+The generated files are written beside the sources (src/<package path of the .proto>,
+src/processor/ui/static/vendor/), so an editable install serves them from the checkout; a
+regular wheel force-includes them. They are never committed (.gitignore).
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ class ProtoBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         protos = root / "protos"
         out = root / "src"
         generated = compile_protos(protos, out)
+        generated += vendor_ui(root / "ui", out / "processor" / "ui" / "static" / "vendor")
         if version != "editable":
             for path in generated:
                 build_data["force_include"][str(path)] = str(path.relative_to(out))
@@ -55,4 +60,26 @@ def compile_protos(protos: Path, out: Path) -> list[Path]:
             path = stem.parent / (stem.name + suffix)
             if path.is_file():
                 written.append(path)
+    return written
+
+
+# npm package file -> the name the UI loads it by (static/vendor/<name>).
+UI_VENDOR = {"chart.js/dist/chart.umd.min.js": "chart.umd.min.js"}
+
+
+def vendor_ui(source: Path, dest: Path) -> list[Path]:
+    """``npm ci`` in ui/ (exact versions from its lock file), then copy the files the UI
+    serves. Fails loudly without npm: a UI without its charts would be a silent stub."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is needed to build the web UI's charting library (ui/)")
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=source, check=True
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, target in UI_VENDOR.items():
+        path = dest / target
+        shutil.copyfile(source / "node_modules" / name, path)
+        written.append(path)
     return written

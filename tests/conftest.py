@@ -28,6 +28,7 @@ from processor.mapping.rows import TABLES
 from processor.server import App
 from processor.settings import Settings
 from processor.storage.migrate import upgrade
+from tests.helpers import browser as browser_helpers
 from tests.helpers import free_port
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -287,3 +288,10 @@ def make_server(database_url: str) -> Iterator[Any]:
 def server(make_server: Any) -> RunningServer:
     server: RunningServer = make_server()
     return server
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium through Playwright; skipped with the reason when missing
+    (a failure under REQUIRE_BROWSER=1)."""
+    yield from browser_helpers.chromium()

@@ -96,8 +96,10 @@ class App:
         """The query API of SPEC §11: REST on the HTTP port, AnalyticsService on the gRPC one."""
         from processor.api import grpc_service
         from processor.api.rest import RestApi
+        from processor.ui import WebUi
 
         self.http.extensions.append(RestApi(self.query, self.auth).register)
+        self.http.extensions.append(WebUi().register)  # SPEC §12: the page calls the API
         servicer = grpc_service.AnalyticsServicer(self.query, self.auth)
 
         def add_analytics(server: grpc.aio.Server) -> str:

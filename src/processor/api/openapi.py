@@ -271,6 +271,23 @@ SCHEMAS: dict[str, Any] = {
             ),
         }
     ),
+    "Dashboard": obj(
+        {
+            "project_id": INT,
+            "metrics": arr(
+                obj(
+                    {
+                        "widget_id": STR,
+                        "metric_key": STR,
+                        "value": {"type": "number"},
+                        "previous_value": NUM,
+                        "change_percent": NUM,
+                        "updated_at": TIME,
+                    }
+                )
+            ),
+        }
+    ),
     "QueryRequest": obj({"sql": STR})
     | {"properties": {"sql": STR, "limit": {"type": "integer", "minimum": 1}}},
     "QueryResult": obj(
@@ -405,6 +422,11 @@ def document() -> dict[str, Any]:
                 query("property", STR, "user property key", True),
                 *RANGE,
             ],
+        ),
+        "/api/v1/analytics/dashboard": get(
+            "Overview KPI tiles (dashboard_metrics): value, previous period, change in percent",
+            "Dashboard",
+            [],
         ),
         "/api/v1/query": {
             "post": {

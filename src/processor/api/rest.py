@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from processor.api import funnels, params, render
+from processor.api.dashboard import dashboard_metrics
 from processor.api.logs import EVENT_TYPES, SORTABLE, LogFilter, decode_cursor
 from processor.api.openapi import document
 from processor.api.readers import ENDPOINT_SORTS, SOURCES, SeriesFilters
@@ -73,6 +74,7 @@ class RestApi:
             ("/analytics/active-users", self.active_users),
             ("/analytics/sessions", self.sessions),
             ("/analytics/error-rate", self.error_rate),
+            ("/analytics/dashboard", self.dashboard),
         ):
             r.add_get(PREFIX + path, self._wrap(handler))
         r.add_post(f"{PREFIX}/query", self._wrap(self.query))
@@ -257,6 +259,10 @@ class RestApi:
             self.service.reader.error_rate_by_property, caller.project_id, key, period
         )
         return render.error_rates(period, key, rates)
+
+    async def dashboard(self, _request: web.Request, caller: Caller) -> Any:
+        tiles = await self.service.call(dashboard_metrics, self.service.engine, caller.project_id)
+        return {"project_id": caller.project_id, "metrics": tiles}
 
     async def query(self, request: web.Request, caller: Caller) -> Any:
         try:
