@@ -104,9 +104,12 @@ class App:
     def _add_query_api(self) -> None:
         """The query API of SPEC §11: REST on the HTTP port, AnalyticsService on the gRPC one."""
         from processor.api import grpc_service
+        from processor.api.alerts_rest import AlertsApi
         from processor.api.rest import RestApi
 
-        self.http.extensions.append(RestApi(self.query, self.auth).register)
+        rest = RestApi(self.query, self.auth)
+        self.http.extensions.append(rest.register)
+        self.http.extensions.append(AlertsApi(self.query, rest._wrap).register)
         servicer = grpc_service.AnalyticsServicer(self.query, self.auth)
 
         def add_analytics(server: grpc.aio.Server) -> str:

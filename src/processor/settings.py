@@ -184,7 +184,9 @@ class Settings:
                     raise SettingsError(f"{var} must be a number, got {raw!r}") from None
         if env.get("ALERT_WEBHOOK_ALLOWED_HOSTS", "").strip():
             values["alert_webhook_allowed_hosts"] = tuple(
-                h.strip().lower() for h in env["ALERT_WEBHOOK_ALLOWED_HOSTS"].split(",") if h.strip()
+                h.strip().lower()
+                for h in env["ALERT_WEBHOOK_ALLOWED_HOSTS"].split(",")
+                if h.strip()
             )
         if env.get("LOG_LEVEL"):
             values["log_level"] = env["LOG_LEVEL"].strip().upper()

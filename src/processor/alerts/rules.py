@@ -66,7 +66,8 @@ def parse_source(text: str) -> Source:
         name, dot, stat = text[len("metric:") :].rpartition(".")
         if not dot or not name or stat not in METRIC_STATS:
             raise FieldError(
-                "source", f"metric:NAME.STAT needs STAT one of {', '.join(METRIC_STATS)}, got {text!r}"
+                "source",
+                f"metric:NAME.STAT needs STAT one of {', '.join(METRIC_STATS)}, got {text!r}",
             )
         return Source("metric", stat, metric=name)
     if text == "logs.count":
@@ -74,7 +75,9 @@ def parse_source(text: str) -> Source:
     if text.startswith("logs.count:"):
         level = text[len("logs.count:") :]
         if level not in LEVELS:
-            raise FieldError("source", f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
+            raise FieldError(
+                "source", f"log level must be one of {', '.join(LEVELS)}, got {level!r}"
+            )
         return Source("logs", "count", level=level)
     raise FieldError(
         "source",
@@ -217,4 +220,3 @@ def build_rule(
         endpoint=ep,
         channels=tuple(channels),
     )
-

@@ -220,7 +220,9 @@ class AlertRunner(PeriodicJob[RoundResult]):
     ) -> None:
         self.deliverer = deliverer or Deliverer(engine)
         self.evaluator = AlertEvaluator(self.deliverer, repeat=repeat, clock=clock)
-        super().__init__("alerts", engine, self.evaluator, interval=interval, lock_key=ALERT_LOCK_KEY)
+        super().__init__(
+            "alerts", engine, self.evaluator, interval=interval, lock_key=ALERT_LOCK_KEY
+        )
 
     async def shutdown(self, grace: float = 10.0) -> None:
         await super().shutdown(grace)

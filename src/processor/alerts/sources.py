@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.engine import Connection
@@ -45,7 +46,7 @@ def value_of(conn: Connection, target: Target, now: datetime) -> float | None:
     return _log_count(conn, target, now)
 
 
-def _in_window(column: ColumnElement[datetime], target: Target, now: datetime) -> list:
+def _in_window(column: Any, target: Target, now: datetime) -> list[ColumnElement[bool]]:
     return [column > now - target.window, column <= now]
 
 
@@ -65,9 +66,8 @@ def _endpoint_raw(conn: Connection, t: Target, now: datetime) -> float | None:
         if stat == "request_count":
             return float(total)
         return errors / total if total else None
-    durations = sorted(
-        conn.scalars(select(m.duration_ms).where(*where, m.duration_ms.is_not(None)))
-    )
+    found = conn.scalars(select(m.duration_ms).where(*where, m.duration_ms.is_not(None)))
+    durations = sorted(d for d in found if d is not None)
     return sketch.percentile_cont(durations, _QUANTILE[stat])
 
 
@@ -109,7 +109,9 @@ def _metric_raw(conn: Connection, t: Target, now: datetime) -> float | None:
     ]
     if t.service is not None:
         where.append(m.service_name == t.service)
-    values = sorted(v for v in conn.scalars(select(m.value).where(*where)) if math.isfinite(v))
+    values = sorted(
+        v for v in conn.scalars(select(m.value).where(*where)) if v is not None and math.isfinite(v)
+    )
     if not values:
         return None
     stat = t.source.stat

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -96,7 +96,7 @@ def create_rule(engine: Engine, project_id: int, spec: RuleSpec) -> dict[str, An
     )
     try:
         with engine.begin() as conn:
-            conn.execute(AlertRule.__table__.insert().values(**_columns(rule)))
+            conn.execute(insert(AlertRule).values(**_columns(rule)))
     except IntegrityError:
         raise FieldError("name", f"a rule named {spec.name!r} exists in this project") from None
     return rule_view(rule)

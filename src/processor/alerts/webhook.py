@@ -65,9 +65,7 @@ def body(
 ) -> dict[str, Any]:
     """The webhook JSON of SPEC §14; ``text`` is one line, for a Slack incoming webhook."""
     where = f" ({scope})" if scope else ""
-    message = (
-        f"{source}{where} is {_fmt(value)} over {window}, threshold {op} {threshold:g}"
-    )
+    message = f"{source}{where} is {_fmt(value)} over {window}, threshold {op} {threshold:g}"
     if state == "resolved":
         text = f"[RESOLVED] {rule}: {message}"
     else:
