@@ -37,6 +37,10 @@ def test_the_document_is_served_publicly_and_names_every_endpoint(make_server):
         "/api/v1/analytics/sessions",
         "/api/v1/analytics/error-rate",
         "/api/v1/query",
+        "/api/v1/alert-rules",
+        "/api/v1/alert-rules/{id}",
+        "/api/v1/alerts",
+        "/api/v1/alerts/{id}/ack",
     ):
         assert path in body["paths"], path
 
