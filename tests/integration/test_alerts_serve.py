@@ -159,3 +159,49 @@ def test_two_workers_send_exactly_one_notification(database_url, engine, receive
     assert receiver.attempts["/hook"] == 1
     (alert,) = store.list_alerts(engine)
     assert [n["outcome"] for n in alert["notifications"]] == ["delivered"]
+
+
+def test_grpc_manages_rules_and_alerts_with_scopes(make_server, engine):
+    import grpc
+
+    from processor.alerts.runner import evaluate_round
+    from processor.analytics.v1 import analytics_pb2 as pb
+    from processor.analytics.v1 import analytics_pb2_grpc as pb_grpc
+
+    admin_key, _ = admin.create_key(engine, "default", "admin")
+    read_key, _ = admin.create_key(engine, "default", "read")
+    server = make_server(alert_eval_interval_seconds=0)
+    wait_for(lambda: server.app.auth.enabled, "keys to load")
+    as_admin = (("x-api-key", admin_key),)
+    as_reader = (("x-api-key", read_key),)
+    new = pb.CreateAlertRuleRequest(
+        name="traffic", source="endpoint.request_count", op=">", threshold=0, window="5m",
+        webhooks=["https://hooks.example.com/services/secret"],
+    )  # fmt: skip
+    with grpc.insecure_channel(server.grpc_endpoint) as channel:
+        stub = pb_grpc.AnalyticsServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as denied:
+            stub.CreateAlertRule(new, metadata=as_reader)
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        rule = stub.CreateAlertRule(new, metadata=as_admin)
+        assert (rule.name, rule.window, rule.state) == ("traffic", "5m", "inactive")
+        assert list(rule.channels) == ["https://hooks.example.com/…"]
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.CreateAlertRule(pb.CreateAlertRuleRequest(name="x", source="cpu", op=">",
+                                 window="5m"), metadata=as_admin)  # fmt: skip
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "source" in bad.value.details()
+        listed = stub.ListAlertRules(pb.ListAlertRulesRequest(), metadata=as_admin)
+        assert [r.id for r in listed.rules] == [rule.id]
+
+        now = datetime.now(UTC)
+        write(engine, batch_of([Event(1, now, "/x", 200, 1.0, None, None, None)]))
+        evaluate_round(engine, now, None)
+        (alert,) = stub.ListAlerts(pb.ListAlertsRequest(), metadata=as_reader).alerts
+        assert (alert.rule, alert.state, alert.value) == ("traffic", "firing", 1.0)
+        acked = stub.AcknowledgeAlert(pb.AlertRef(id=alert.id), metadata=as_admin)
+        assert acked.state == "acknowledged" and acked.HasField("acknowledged_at")
+        stub.DeleteAlertRule(pb.AlertRuleRef(id=rule.id), metadata=as_admin)
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.DeleteAlertRule(pb.AlertRuleRef(id=rule.id), metadata=as_admin)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND

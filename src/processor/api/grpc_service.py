@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from processor.analytics.v1 import analytics_pb2 as pb
 from processor.analytics.v1 import analytics_pb2_grpc as pb_grpc
+from processor.api.alerts_grpc import AlertRpcs
 from processor.api.logs import EVENT_TYPES, LogFilter, decode_cursor
 from processor.api.params import DEFAULT_SPAN, BadParameter
 from processor.api.readers import ENDPOINT_SORTS, SOURCES, Percentiles, Period, SeriesFilters
@@ -80,7 +81,7 @@ def struct(value: Any) -> struct_pb2.Struct:
     return message
 
 
-class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
+class AnalyticsServicer(AlertRpcs, pb_grpc.AnalyticsServiceServicer):
     def __init__(self, service: QueryService, auth: Authenticator) -> None:
         self.service = service
         self.auth = auth
