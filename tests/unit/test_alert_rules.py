@@ -166,3 +166,22 @@ def test_the_webhook_body_has_every_field_and_one_line_of_text():
         assert key in sent
     assert "\n" not in sent["text"]
     assert sent["text"].startswith("[CRITICAL] checkout errors is firing")
+
+
+def test_alert_settings_are_read_and_checked():
+    from processor.settings import Settings, SettingsError
+
+    s = Settings.from_env(
+        {
+            "ALERT_EVAL_INTERVAL_SECONDS": "5",
+            "ALERT_REPEAT_INTERVAL_SECONDS": "0",
+            "ALERT_WEBHOOK_ALLOWED_HOSTS": "hooks.slack.com, Example.COM",
+        }
+    )
+    assert s.alert_eval_interval_seconds == 5.0 and s.alert_repeat is None
+    assert s.alert_webhook_allowed_hosts == ("hooks.slack.com", "example.com")
+    assert Settings.from_env({}).alert_repeat == timedelta(hours=1)
+    for env in ({"ALERT_EVAL_INTERVAL_SECONDS": "soon"}, {"ALERT_EVAL_INTERVAL_SECONDS": "-1"},
+                {"ALERT_REPEAT_INTERVAL_SECONDS": "-5"}):  # fmt: skip
+        with pytest.raises(SettingsError, match=next(iter(env))):
+            Settings.from_env(env)
