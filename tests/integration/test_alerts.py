@@ -210,7 +210,7 @@ def test_acknowledging_stops_repeats_but_not_the_resolution(engine, receiver):
     requests_at(engine, NOW - 5 * S, 200, 3, first=1)
     rounds = Rounds(engine, repeat=timedelta(minutes=10))
     rounds.at(0)
-    rounds.at(600)  # still firing after the repeat interval: a repeat
+    rounds.at(600)  # still firing after the repeat interval: a repeat, after the first
     rounds.settle()
     assert receiver.states("/hook") == ["firing", "firing"]
     (alert,) = store.list_alerts(engine)
@@ -227,3 +227,18 @@ def test_acknowledging_stops_repeats_but_not_the_resolution(engine, receiver):
     (alert,) = store.list_alerts(engine)
     assert alert["state"] == "resolved" and alert["acknowledged_at"] is not None
     assert [n["kind"] for n in alert["notifications"]] == ["firing", "repeat", "resolved"]
+
+
+def test_a_resolution_waits_for_the_firing_notice_still_in_flight(engine, receiver):
+    receiver.hang("/slow")
+    add_rule(engine, name="traffic", source="endpoint.request_count", threshold=0, window="1m",
+             webhooks=[receiver.url("/slow")])  # fmt: skip
+    requests_at(engine, NOW - 5 * S, 200, 3, first=1)
+    rounds = Rounds(engine, timeout=120)
+    rounds.at(0)
+    wait_for(lambda: receiver.held == 1, "the firing notice to be held")
+    rounds.at(120)  # the rows left the window: resolved, while the firing notice hangs
+    assert receiver.attempts["/slow"] == 1  # the resolution has not overtaken it
+    receiver.release()
+    rounds.settle()
+    assert receiver.states("/slow") == ["firing", "resolved"]

@@ -116,7 +116,8 @@ def evaluate_rule(
         window=format_duration(timedelta(seconds=rule.window_seconds)),
         started_at=store.iso(started),
         resolved_at=store.iso(now) if result.event == evaluate.RESOLVE else None,
-        alert_id=alert.id if alert is not None else uuid.uuid4(),
+        # A new episode gets a new id; a resolution or repeat speaks of the open alert.
+        alert_id=alert.id if alert is not None and result.event != evaluate.FIRE else uuid.uuid4(),
         scope=_scope(rule),
     )
     alert_id = uuid.UUID(payload["alert_id"])

@@ -1,7 +1,8 @@
 """Webhook delivery: the SPEC §14 JSON body, POSTed to each channel of a rule.
 
 Deliveries run on a bounded pool of threads of their own, after the evaluation round has
-committed, so a slow or dead webhook never holds up evaluation or another rule's delivery.
+committed, so a slow or dead webhook never holds up evaluation or another rule's delivery;
+one alert's notifications reach a channel in order.
 Each attempt times out after 10 s; a failure (connection error, timeout, non-2xx) is retried
 after 1 s and 4 s: 3 attempts within 35 s. The outcome is appended to the alert's
 ``notifications``. URLs are logged and recorded redacted (scheme, host, port).
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -138,19 +140,38 @@ class Deliverer:
         self.sleep = sleep
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="alert-webhook")
         self._pending = 0
+        self._chains: dict[tuple[uuid.UUID, str], deque[Notice]] = {}
         self._idle = threading.Condition()
         self._closed = False
 
     def submit(self, notice: Notice) -> None:
         for url in notice.channels:
+            key = (notice.alert_id, url)
             with self._idle:
                 full = self._closed or self._pending >= self.max_pending
                 if not full:
                     self._pending += 1
+                    # One alert's notices reach a channel in order: a resolution waits
+                    # for the firing notice still being retried.
+                    chain = self._chains.get(key)
+                    if chain is not None:
+                        chain.append(notice)
+                        continue
+                    self._chains[key] = deque()
             if full:
                 self._record(notice, url, "dropped", 0, None, "delivery queue full or stopping")
                 continue
-            self._executor.submit(self._deliver, notice, url)
+            self._executor.submit(self._run_chain, key, notice, url)
+
+    def _run_chain(self, key: tuple[uuid.UUID, str], notice: Notice, url: str) -> None:
+        while True:
+            self._deliver(notice, url)
+            with self._idle:
+                chain = self._chains[key]
+                if not chain:
+                    del self._chains[key]
+                    return
+                notice = chain.popleft()
 
     def _deliver(self, notice: Notice, url: str) -> None:
         try:
