@@ -154,6 +154,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
             conn.execute(text(f"DELETE FROM {table}"))
         # Keys left by one test would turn authentication on for the next.
         conn.execute(text("DELETE FROM api_keys"))
+        # Alert rules left by one test would be evaluated by the next one's server.
+        conn.execute(text("DELETE FROM alerts"))
+        conn.execute(text("DELETE FROM alert_rules"))
         conn.execute(text("DELETE FROM projects WHERE id <> 1"))
     engine.dispose()
     return url

@@ -1,5 +1,5 @@
 """``telemetry-processor``: serve, migrate, hash-id, keys, analysts, forget-user, rollup,
-retention."""
+retention, alerts."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from processor.alerts import commands as alert_commands
 from processor.ingest.ratelimit import SharedBuckets
 from processor.mapping.privacy import make_hasher
 from processor.ops import service_log
@@ -103,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only print what would be removed"
     )
     retention.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
+    alert_commands.add_parser(sub, database)
     return p
 
 
@@ -138,9 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "rollup":
         return rollup(settings, rebuild=args.rebuild)
-    if args.command in ("keys", "forget-user", "analysts", "retention"):
+    if args.command in ("keys", "forget-user", "analysts", "retention", "alerts"):
         if migrate(settings, quiet=True) != 0:
             return 1
+        if args.command == "alerts":
+            return alert_commands.run(settings, args)
         if args.command == "analysts":
             return manage_analysts(settings, args)
         if args.command == "retention":

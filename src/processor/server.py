@@ -10,6 +10,7 @@ import os
 import grpc
 import structlog
 
+from processor.alerts.runner import AlertRunner
 from processor.analytics.runner import RollupRunner
 from processor.api.raw_reader import RawReader
 from processor.api.service import QueryService
@@ -79,6 +80,14 @@ class App:
                 interval=settings.rollup_interval_seconds,
                 policy=settings.retention,
             )
+        self.alerts: AlertRunner | None = None
+        if self._runs_background(settings.alert_eval_interval_seconds):
+            # Its own pool: evaluation plus the delivery threads recording outcomes.
+            self.alerts = AlertRunner(
+                create_db_engine(settings.sqlalchemy_url, pool_size=2),
+                interval=settings.alert_eval_interval_seconds,
+                repeat=settings.alert_repeat,
+            )
         # Started stage by stage; the components of one stage stop together.
         self.stages: list[tuple[Component, ...]] = [
             (self.writer,),
@@ -86,6 +95,7 @@ class App:
             (self.query,),
             (self.housekeeping,),
             *([(self.rollups,)] if self.rollups is not None else []),
+            *([(self.alerts,)] if self.alerts is not None else []),
             (self.grpc, self.http),
         ]
         self.database_up = False
@@ -95,10 +105,13 @@ class App:
     def _add_query_api(self) -> None:
         """The query API of SPEC §11: REST on the HTTP port, AnalyticsService on the gRPC one."""
         from processor.api import grpc_service
+        from processor.api.alerts_rest import AlertsApi
         from processor.api.rest import RestApi
         from processor.ui import WebUi
 
-        self.http.extensions.append(RestApi(self.query, self.auth).register)
+        rest = RestApi(self.query, self.auth)
+        self.http.extensions.append(rest.register)
+        self.http.extensions.append(AlertsApi(self.query, rest._wrap).register)
         self.http.extensions.append(WebUi().register)  # SPEC §12: the page calls the API
         servicer = grpc_service.AnalyticsServicer(self.query, self.auth)
 
@@ -110,9 +123,12 @@ class App:
 
     @property
     def runs_rollups(self) -> bool:
+        return self._runs_background(self.settings.rollup_interval_seconds)
+
+    def _runs_background(self, interval: float) -> bool:
         """Every process tries on PostgreSQL (the advisory lock picks one per round); on
         SQLite only worker 0 runs them, beside its writer."""
-        if self.settings.rollup_interval_seconds <= 0:
+        if interval <= 0:
             return False
         return self.settings.is_postgres or self.settings.worker_index == 0
 
@@ -134,8 +150,9 @@ class App:
             await component.start()
         await self._update_health()
         self._monitor = asyncio.create_task(self._watch_database())
-        if self.rollups is not None:
-            await self.rollups.start()
+        for runner in (self.rollups, self.alerts):
+            if runner is not None:
+                await runner.start()
         log.info(
             "started",
             database=redact_url(self.settings.database_url),
@@ -190,8 +207,9 @@ class App:
                 await self._monitor
         for stage in reversed(self.stages):
             await asyncio.gather(*(component.shutdown(grace) for component in stage))
-        if self.rollups is not None:
-            self.rollups.engine.dispose()
+        for runner in (self.rollups, self.alerts):
+            if runner is not None:
+                runner.engine.dispose()
         self_metrics.worker_stopped(os.getpid(), self.settings.metrics_dir)
         log.info("stopped")
 

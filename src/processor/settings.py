@@ -120,6 +120,12 @@ class Settings:
     partition_premake_days: int = 7
     # Rollup rounds (SPEC §10); 0 turns the in-process runner off.
     rollup_interval_seconds: float = 60.0
+    # Alerts (SPEC §14): seconds between evaluation rounds (0 = no evaluator in this
+    # process); re-notify a still-firing, unacknowledged alert every so many seconds (0 =
+    # never); webhook hosts allowed (empty = any).
+    alert_eval_interval_seconds: float = 30.0
+    alert_repeat_interval_seconds: int = 3600
+    alert_webhook_allowed_hosts: tuple[str, ...] = ()
     # Which of `serve --workers N`'s processes this is (0 starts the others).
     worker_index: int = 0
 
@@ -157,6 +163,7 @@ class Settings:
             "QUERY_MAX_ROWS": "query_max_rows",
             "RETENTION_INTERVAL_SECONDS": "retention_interval_seconds",
             "PARTITION_PREMAKE_DAYS": "partition_premake_days",
+            "ALERT_REPEAT_INTERVAL_SECONDS": "alert_repeat_interval_seconds",
         }
         for var, name in ints.items():
             raw = env.get(var)
@@ -165,14 +172,22 @@ class Settings:
                     values[name] = int(raw)
                 except ValueError:
                     raise SettingsError(f"{var} must be an integer, got {raw!r}") from None
-        raw = env.get("ROLLUP_INTERVAL_SECONDS")
-        if raw is not None and raw.strip() != "":
-            try:
-                values["rollup_interval_seconds"] = float(raw)
-            except ValueError:
-                raise SettingsError(
-                    f"ROLLUP_INTERVAL_SECONDS must be a number, got {raw!r}"
-                ) from None
+        for var, name in (
+            ("ROLLUP_INTERVAL_SECONDS", "rollup_interval_seconds"),
+            ("ALERT_EVAL_INTERVAL_SECONDS", "alert_eval_interval_seconds"),
+        ):
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise SettingsError(f"{var} must be a number, got {raw!r}") from None
+        if env.get("ALERT_WEBHOOK_ALLOWED_HOSTS", "").strip():
+            values["alert_webhook_allowed_hosts"] = tuple(
+                h.strip().lower()
+                for h in env["ALERT_WEBHOOK_ALLOWED_HOSTS"].split(",")
+                if h.strip()
+            )
         if env.get("LOG_LEVEL"):
             values["log_level"] = env["LOG_LEVEL"].strip().upper()
         if env.get("LOG_FORMAT"):
@@ -227,6 +242,7 @@ class Settings:
             "QUERY_MAX_ROWS": (self.query_max_rows, 1),
             "RETENTION_INTERVAL_SECONDS": (self.retention_interval_seconds, 1),
             "PARTITION_PREMAKE_DAYS": (self.partition_premake_days, 1),
+            "ALERT_REPEAT_INTERVAL_SECONDS": (self.alert_repeat_interval_seconds, 0),
         }
         for var, (value, least) in positive.items():
             if value < least:
@@ -240,6 +256,11 @@ class Settings:
         if not 0 <= self.rollup_interval_seconds < float("inf"):
             raise SettingsError(
                 f"ROLLUP_INTERVAL_SECONDS must be 0 (off) or more, got {self.rollup_interval_seconds}"
+            )
+        if not 0 <= self.alert_eval_interval_seconds < float("inf"):
+            raise SettingsError(
+                "ALERT_EVAL_INTERVAL_SECONDS must be 0 (off) or more, "
+                f"got {self.alert_eval_interval_seconds}"
             )
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
@@ -261,6 +282,11 @@ class Settings:
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    @property
+    def alert_repeat(self) -> timedelta | None:
+        seconds = self.alert_repeat_interval_seconds
+        return timedelta(seconds=seconds) if seconds > 0 else None
 
     @property
     def is_postgres(self) -> bool:

@@ -30,6 +30,7 @@ def test_each_component_shuts_down_twice_after_the_app(server, db):
         "QueryService",
         "Housekeeping",
         "RollupRunner",
+        "AlertRunner",
         "GrpcReceiver",
         "HttpReceiver",
     }

@@ -39,6 +39,10 @@ def test_the_document_is_served_publicly_and_names_every_endpoint(make_server):
         "/api/v1/query",
         "/api/v1/funnels",
         "/api/v1/funnels/{id}/conversion",
+        "/api/v1/alert-rules",
+        "/api/v1/alert-rules/{id}",
+        "/api/v1/alerts",
+        "/api/v1/alerts/{id}/ack",
     ):
         assert path in body["paths"], path
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from processor.analytics.v1 import analytics_pb2 as pb
 from processor.analytics.v1 import analytics_pb2_grpc as pb_grpc
 from processor.api import funnels
+from processor.api.alerts_grpc import AlertRpcs
 from processor.api.logs import EVENT_TYPES, LogFilter, decode_cursor
 from processor.api.params import DEFAULT_SPAN, BadParameter
 from processor.api.readers import ENDPOINT_SORTS, SOURCES, Percentiles, Period, SeriesFilters
@@ -81,7 +82,7 @@ def struct(value: Any) -> struct_pb2.Struct:
     return message
 
 
-class AnalyticsServicer(pb_grpc.AnalyticsServiceServicer):
+class AnalyticsServicer(AlertRpcs, pb_grpc.AnalyticsServiceServicer):
     def __init__(self, service: QueryService, auth: Authenticator) -> None:
         self.service = service
         self.auth = auth

@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any
 
 from processor import __version__
+from processor.alerts.rules import OPS, SEVERITIES
 from processor.analytics.funnel_machine import MAX_STEPS, MAX_VALUE, MAX_WINDOW_SECONDS, STEP_TYPES
 from processor.api.logs import EVENT_TYPES, SORTABLE
 from processor.api.readers import ENDPOINT_SORTS, SOURCES
@@ -299,6 +300,72 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
 }
+# Alerts (SPEC §14).
+DURATION = {"type": "string", "pattern": "^[0-9]+[smhd]$"}
+SCHEMAS |= {
+    "AlertRule": obj(
+        {
+            "id": STR,
+            "name": STR,
+            "source": STR,
+            "service": NSTR,
+            "endpoint": NSTR,
+            "op": enum(OPS),
+            "threshold": {"type": "number"},
+            "window": STR,
+            "for": STR,
+            "severity": enum(SEVERITIES),
+            "channels": arr(STR),
+            "state": enum(("inactive", "pending", "firing")),
+            "state_since": {**TIME, "nullable": True},
+            "last_value": NUM,
+            "last_evaluated_at": {**TIME, "nullable": True},
+            "last_error": NSTR,
+            "created_at": TIME,
+        }
+    ),
+    "AlertRules": obj({"rules": arr(ref("AlertRule"))}),
+    "NewAlertRule": {
+        "type": "object",
+        "required": ["name", "source", "op", "threshold", "window"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 255},
+            "source": {
+                "type": "string",
+                "description": "endpoint.error_rate | endpoint.p95_ms | endpoint.p99_ms | "
+                "endpoint.request_count | metric:NAME.STAT | logs.count[:LEVEL]",
+            },
+            "op": enum(OPS),
+            "threshold": {"type": "number"},
+            "window": DURATION,
+            "for": DURATION,
+            "severity": enum(SEVERITIES),
+            "service": STR,
+            "endpoint": STR,
+            "webhooks": arr({"type": "string", "format": "uri"}),
+        },
+    },
+    "Deleted": obj({"deleted": STR}),
+    "Alert": obj(
+        {
+            "id": STR,
+            "rule_id": STR,
+            "rule": STR,
+            "severity": enum(SEVERITIES),
+            "state": enum(("firing", "acknowledged", "resolved")),
+            "started_at": TIME,
+            "resolved_at": {**TIME, "nullable": True},
+            "acknowledged_at": {**TIME, "nullable": True},
+            "value": NUM,
+            "threshold": {"type": "number"},
+            "message": STR,
+            "notifications": arr({"type": "object"}),
+        }
+    ),
+    "Alerts": obj({"alerts": arr(ref("Alert"))}),
+}
+ID = {"name": "id", "in": "path", "required": True, "schema": STR}
 
 
 def answers(schema: str, *extra: int) -> dict[str, Any]:
@@ -471,6 +538,34 @@ def document() -> dict[str, Any]:
             ],
             404,
         ),
+        "/api/v1/alert-rules": {
+            **get("Alert rules (admin key)", "AlertRules", []),
+            "post": {
+                "summary": "Create an alert rule (admin key)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("NewAlertRule")}},
+                },
+                "responses": answers("AlertRule"),
+            },
+        },
+        "/api/v1/alert-rules/{id}": {
+            "delete": {
+                "summary": "Delete an alert rule (admin key)",
+                "parameters": [ID],
+                "responses": answers("Deleted", 404),
+            }
+        },
+        "/api/v1/alerts": get(
+            "Alerts, resolved ones too, newest first", "Alerts", [query("limit", bounded(1, 1000))]
+        ),
+        "/api/v1/alerts/{id}/ack": {
+            "post": {
+                "summary": "Acknowledge an alert: no more repeats (admin key)",
+                "parameters": [ID],
+                "responses": answers("Alert", 404),
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "summary": "This document (public)",

@@ -307,4 +307,5 @@ QUERY_SECRET = Table(
 
 
 # The rollup tables live with their stage; importing them registers them on Base.metadata.
+from processor.alerts import schema as _alerts  # noqa: E402, F401
 from processor.analytics import schema as _rollups  # noqa: E402, F401
