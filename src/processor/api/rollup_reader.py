@@ -100,8 +100,19 @@ class _Group:
         timed = int(self.bins.count)
         if not timed:
             return Percentiles()
-        p50, p90, p95, p99 = self.bins.quantiles()
+        # Every percentile lies within [min, max], which the rollups keep exactly: clamping
+        # only removes sketch error (one sample, or all samples equal, come out exact).
+        p50, p90, p95, p99 = (self._clamp(v) for v in self.bins.quantiles())
         return Percentiles(timed, self.total / timed, self.low, self.high, p50, p90, p95, p99)
+
+    def _clamp(self, value: float | None) -> float | None:
+        if value is None:
+            return None
+        if self.low is not None:
+            value = max(value, self.low)
+        if self.high is not None:
+            value = min(value, self.high)
+        return value
 
 
 def _service(name: str) -> str | None:
