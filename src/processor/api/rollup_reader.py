@@ -237,6 +237,11 @@ class RollupReader:
         ]
         return sort_endpoints(stats, sort)[:limit]
 
+    def _distinct_endpoint_users(self, project: int, period: Period) -> dict[Key, int]:
+        """The raw part of ``endpoint_stats`` over several buckets, alone (for bench/)."""
+        with self.engine.connect() as conn:
+            return self._users_of(conn, {(): _Group(rows=2)}, project, period, None)
+
     def _users_of(
         self,
         conn: Connection,
