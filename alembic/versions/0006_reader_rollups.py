@@ -1,4 +1,7 @@
-"""The reader role may SELECT the rollup tables too, held to one project by the same policy.
+"""The reader role may SELECT the rollup tables too, held to one project by the same policy:
+the SQL endpoint (POST /api/v1/query) and analysts' login roles see the rollups of their
+project only. The invalidation log is the runner's bookkeeping, not an answer: it stays
+unreadable.
 
 Grafana's analytics dashboard reads endpoint_stats and the other rollups through an analyst
 role (``telemetry-processor analysts grant``); migration 0004 granted the raw tables only.

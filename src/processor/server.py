@@ -12,7 +12,7 @@ import structlog
 
 from processor.alerts.runner import AlertRunner
 from processor.analytics.runner import RollupRunner
-from processor.api.raw_reader import RawReader
+from processor.api.rollup_reader import RollupReader
 from processor.api.service import QueryService
 from processor.ingest.auth import KeyGate
 from processor.ingest.grpc import GrpcReceiver
@@ -69,7 +69,7 @@ class App:
             routes=health.routes(self.check_ready, settings.metrics_dir),
         )
         self.query = QueryService(
-            settings, self.engine, RawReader(self.engine), self.pipeline, self.check_ready
+            settings, self.engine, RollupReader(self.engine), self.pipeline, self.check_ready
         )
         self._add_query_api()
         self.rollups: RollupRunner | None = None

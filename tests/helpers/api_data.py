@@ -147,3 +147,12 @@ def send_events(server: Any, key: str | None, events: list[dict[str, Any]]) -> N
 
 def at(minutes: float) -> datetime:
     return BASE + timedelta(minutes=minutes)
+
+
+def roll_up(server: Any) -> None:
+    """One rollup round now, as `telemetry-processor rollup` runs it (waiting for a round in
+    progress), so answers from the rollups include everything sent so far."""
+    from processor.analytics.runner import rollup_once
+
+    assert server.app is not None
+    rollup_once(server.app.engine)

@@ -13,19 +13,22 @@ from tests.helpers.api_data import (
     get,
     hash_id,
     post,
+    roll_up,
     send_events,
     send_logs,
     send_requests,
     tl_log,
 )
 from tests.helpers.examples import LOG_INGESTION_EVENT
+from tests.helpers.rollups import assert_merged_percentile
 
 STARTUP = [800, 950, 1000, 1100, 1250, 1400, 1800, 2200, 3500, 900, 1050]
 
 
-def quantile(values: list[float], p: int) -> float:
-    """percentile_cont(p/100), computed independently of the code under test."""
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+def near_quantile(value: float, values: list[float], p: int) -> None:
+    """Answers come from merged latency sketches: within 1 % of a value between the two raw
+    samples around the exact rank (SPEC §10), not percentile_cont itself."""
+    assert_merged_percentile(value, sorted(values), p / 100)
 
 
 def test_performance_overview_answers_percentiles_in_the_telling_logger_shape(server):
@@ -45,6 +48,7 @@ def test_performance_overview_answers_percentiles_in_the_telling_logger_shape(se
         for i, v in enumerate([58, 59, 60, 57])
     ]
     send_logs(server, None, logs)
+    roll_up(server)
     resp = get(
         server,
         "/api/v1/analytics/performance/overview",
@@ -61,7 +65,7 @@ def test_performance_overview_answers_percentiles_in_the_telling_logger_shape(se
     assert startup["samples"] == len(STARTUP)
     assert startup["avg_ms"] == pytest.approx(statistics.fmean(STARTUP))
     for p in (50, 90, 95, 99):
-        assert startup[f"p{p}"] == pytest.approx(quantile(STARTUP, p))
+        near_quantile(startup[f"p{p}"], STARTUP, p)
         assert startup[f"p{p}_ms"] == startup[f"p{p}"]
     assert startup["unit"] == "ms"
     fps = body["metrics"]["fps"]
@@ -85,6 +89,7 @@ def test_endpoint_stats_count_errors_rates_and_percentiles(server):
     ]
     reqs += [Request("/health", 200, 1.0, at(i)) for i in range(3)]
     send_requests(server, None, reqs)
+    roll_up(server)
     body = get(server, "/api/v1/analytics/endpoints", **RANGE).json()
     items = next(e for e in body["endpoints"] if e["endpoint"] == "/items/{id}")
     assert body["endpoints"][0] is not items or items["requests"] >= 3
@@ -93,7 +98,7 @@ def test_endpoint_stats_count_errors_rates_and_percentiles(server):
     assert items["unique_users"] == 3
     assert items["rpm"] == pytest.approx(10 / (31 * 24 * 60))
     for p in (50, 90, 95, 99):
-        assert items[f"p{p}"] == pytest.approx(quantile(durations, p), rel=1e-6)
+        near_quantile(items[f"p{p}"], durations, p)
     by_rate = get(server, "/api/v1/analytics/endpoints", sort="error_rate", limit=1, **RANGE).json()
     assert [e["endpoint"] for e in by_rate["endpoints"]] == ["/items/{id}"]
     assert (
@@ -112,6 +117,7 @@ def test_time_series_buckets_by_hour_and_day(server):
             Request("/a", 200, 20, at(70)),
         ],
     )
+    roll_up(server)
     hourly = get(
         server, "/api/v1/analytics/timeseries", source="endpoints", interval="hour", **RANGE
     )
@@ -120,7 +126,8 @@ def test_time_series_buckets_by_hour_and_day(server):
         ("2025-01-15T12:00:00.000Z", 2, 1),
         ("2025-01-15T13:00:00.000Z", 1, 0),
     ]
-    assert points[0]["error_rate"] == 0.5 and points[0]["p50"] == pytest.approx(20.0)
+    assert points[0]["error_rate"] == 0.5
+    near_quantile(points[0]["p50"], [10, 30], 50)
     daily = get(server, "/api/v1/analytics/timeseries", source="endpoints", interval="day", **RANGE)
     assert [(p["start"], p["count"]) for p in daily.json()["points"]] == [
         ("2025-01-15T00:00:00.000Z", 3)
@@ -154,6 +161,7 @@ def test_features_active_users_and_sessions(server):
             Request("/x", 200, 5, at(1440 * 2 + 5), user="bob", session="s-bob"),
         ],
     )
+    roll_up(server)
     features = get(server, "/api/v1/analytics/features", **RANGE).json()["features"]
     search = next(f for f in features if f["feature_name"] == "search")
     assert (search["usage_count"], search["unique_users"]) == (3, 2)

@@ -16,6 +16,7 @@ from tests.helpers.api_data import (
     make_key,
     post,
     project_id,
+    roll_up,
     send_logs,
     send_requests,
     tl_log,
@@ -149,6 +150,63 @@ def test_postgres_isolates_projects_in_sql_by_row_level_security(make_server, po
     assert scalar(
         "SELECT count(*) FROM logs l JOIN endpoint_usage e ON e.project_id <> l.project_id"
     ) == [[0]]
+    assert counts(db) == before
+
+
+@ON_POSTGRES
+def test_postgres_isolates_projects_in_the_rollup_tables(make_server, postgres_url, db):
+    keys = {
+        p: (make_key(postgres_url, p, "ingest"), make_key(postgres_url, p, "read"))
+        for p in ("a", "b")
+    }
+    server = make_server()
+    for name, (ingest, _) in keys.items():
+        send_requests(
+            server,
+            ingest,
+            [Request(f"/{name}", 200, 1, at(i), user=f"{name}-user") for i in range(3)],
+        )
+    roll_up(server)
+    a = project_id(postgres_url, "a")
+    b = project_id(postgres_url, "b")
+    with db.engine.connect() as conn:  # both projects have rollup rows to steal
+        owners = conn.execute(text("SELECT DISTINCT project_id FROM endpoint_stats")).scalars()
+        assert set(owners) == {a, b}
+    before = counts(db)
+
+    def rows(sql: str):
+        resp = post(server, "/api/v1/query", {"sql": sql}, keys["a"][1])
+        assert resp.status_code == 200, (sql, resp.text)
+        return resp.json()["rows"]
+
+    assert rows(
+        "SELECT endpoint, sum(request_count) FROM endpoint_stats WHERE period = 'hour'"
+        " GROUP BY endpoint"
+    ) == [["/a", 3]]
+    for table in ("endpoint_stats", "user_activity_daily"):
+        assert rows(f"SELECT DISTINCT project_id FROM {table}") == [[a]], table
+        assert rows(f"SELECT count(*) FROM {table} WHERE project_id = {b}") == [[0]], table
+    assert rows(
+        f"SELECT count(*) FROM (SELECT * FROM endpoint_stats WHERE project_id = {b}) q"
+    ) == [[0]]
+    assert rows(
+        f"WITH x AS (SELECT * FROM user_activity_daily WHERE project_id <> {a})"
+        " SELECT count(*) FROM x"
+    ) == [[0]]
+    assert rows(
+        "SELECT project_id FROM endpoint_stats UNION"
+        f" SELECT project_id FROM metric_aggregates WHERE project_id = {b}"
+        f" UNION SELECT project_id FROM feature_usage_daily WHERE project_id = {b}"
+    ) == [[a]]
+    assert rows(
+        "SELECT count(*) FROM endpoint_stats s JOIN endpoint_usage e"
+        " ON e.project_id <> s.project_id"
+    ) == [[0]]
+    # The runner's bookkeeping is no answer: not readable.
+    resp = post(
+        server, "/api/v1/query", {"sql": "SELECT * FROM rollup_invalidations"}, keys["a"][1]
+    )
+    assert resp.status_code == 400 and "not readable" in resp.json()["error"]
     assert counts(db) == before
 
 

@@ -77,7 +77,7 @@ def pieces(start: datetime, end: datetime) -> list[tuple[str, datetime, datetime
     return out
 
 
-def _select(
+def select_pieces(
     conn: Connection,
     src: _Source,
     project_id: int,
@@ -86,6 +86,8 @@ def _select(
     columns: Sequence[Any],
     where: Sequence[ColumnElement[bool]],
 ) -> list[Any]:
+    """Rows of ``src`` in [start, end) (widened to whole hours): day rows for the whole UTC
+    days inside, hour rows for the hours at either end, so no event is counted twice."""
     rows: list[Any] = []
     m = src.model
     for period, lo, hi in pieces(start, end):
@@ -126,7 +128,7 @@ def endpoint_percentiles(
         where.append(m.service_name == service)
     if method is not None:
         where.append(m.method == method)
-    rows = _select(conn, ENDPOINTS, project_id, start, end, [m.latency_sketch], where)
+    rows = select_pieces(conn, ENDPOINTS, project_id, start, end, [m.latency_sketch], where)
     merged = sketch.merge(r[0] for r in rows)
     return {"count": int(merged.count), **_pct(merged, quantiles)}
 
@@ -155,7 +157,7 @@ def endpoint_stats(
         m.latency_sketch,
     ]
     grouped: dict[tuple, dict[str, Any]] = {}
-    for r in _select(conn, ENDPOINTS, project_id, start, end, columns, where):
+    for r in select_pieces(conn, ENDPOINTS, project_id, start, end, columns, where):
         entry = grouped.setdefault(
             (r[0], r[1], r[2]),
             {"requests": 0, "errors": 0, "client_errors": 0, "sum": 0.0, "bins": Bins()},
@@ -207,7 +209,7 @@ def metric_percentiles(
     if unit is not None:
         where.append(m.unit == unit)
     columns = [m.count, m.sum, m.min, m.max, m.sketch]
-    rows = _select(conn, METRICS, project_id, start, end, columns, where)
+    rows = select_pieces(conn, METRICS, project_id, start, end, columns, where)
     count = sum(r[0] for r in rows)
     total = sum(r[1] for r in rows)
     merged = sketch.merge(r[4] for r in rows)
@@ -294,5 +296,6 @@ __all__ = [
     "endpoint_stats",
     "metric_percentiles",
     "pieces",
+    "select_pieces",
     "timeseries",
 ]

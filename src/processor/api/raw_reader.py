@@ -1,7 +1,8 @@
 """``RawReader``: every analytics answer computed from the raw tables (PostgreSQL and SQLite).
 
 The reference implementation: benchmarks compare the rollup-backed reader with it, and tests
-check answers against it. An endpoint error is a 5xx status (a client error a 4xx).
+check answers against it. An endpoint error is a 5xx status or span status error (SPEC §10), a
+client error a 4xx.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, case, distinct, func, literal, select, union_all
+from sqlalchemy import Table, and_, case, distinct, func, literal, or_, select, union_all
 from sqlalchemy.engine import Engine
 
 from processor.api.readers import (
@@ -50,7 +51,10 @@ SESSION_GAP = timedelta(minutes=30)
 
 
 def _server_error(table: Table) -> Any:
-    return case((table.c.status_code >= 500, 1), else_=0)
+    failed = table.c.status_code >= 500
+    if "span_status" in table.c:
+        failed = or_(failed, table.c.span_status == "error")
+    return case((failed, 1), else_=0)
 
 
 class RawReader:
@@ -177,6 +181,7 @@ class RawReader:
                 func.count(),
                 func.count(distinct(t.c.user_id)),
                 func.avg(t.c.duration_ms),
+                func.avg(case((t.c.span_status == "error", 0.0), else_=1.0)),
             )
             .where(*self._scope(t, project, period))
             .group_by(t.c.feature_name)
@@ -186,8 +191,14 @@ class RawReader:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
-            FeatureStat(name, int(n), int(users), None if avg is None else float(avg), None)
-            for name, n, users, avg in rows
+            FeatureStat(
+                name,
+                int(n),
+                int(users),
+                None if avg is None else float(avg),
+                None if success is None else float(success),
+            )
+            for name, n, users, avg, success in rows
         ]
 
     def _activity(self, project: int, period: Period, tables: tuple[Table, ...]) -> Any:

@@ -54,7 +54,7 @@ class EndpointStat:
     endpoint: str
     method: str
     requests: int
-    errors: int  # 5xx
+    errors: int  # 5xx or span status error
     client_errors: int  # 4xx
     error_rate: float  # errors / requests, 0-1
     rpm: float
@@ -75,7 +75,7 @@ class SeriesFilters:
 class TimePoint:
     start: datetime
     count: int
-    errors: int | None = None  # endpoints: 5xx; logs: error and fatal
+    errors: int | None = None  # endpoints: 5xx or span error; logs: error and fatal
     unique_users: int | None = None
     values: Percentiles | None = None  # endpoints: duration_ms; metrics: value
 

@@ -22,7 +22,7 @@ from sqlglot.errors import SqlglotError
 from processor.api.params import BadParameter
 
 DIALECTS = {"postgresql": "postgres", "sqlite": "sqlite"}
-# The tables analysts may read; the rollup tables of SPEC §10 join this list when they exist.
+# The tables analysts may read: the raw tables and the project-scoped rollups of SPEC §10.
 READABLE_TABLES = frozenset(
     {
         "endpoint_usage",
@@ -31,6 +31,14 @@ READABLE_TABLES = frozenset(
         "logs",
         "performance_metrics",
         "user_properties",
+        # the rollups of SPEC §10 (migration 0006 grants them with the same RLS policy)
+        "endpoint_stats",
+        "metric_aggregates",
+        "feature_usage_daily",
+        "user_activity_daily",
+        "sessions",
+        "funnels",
+        "dashboard_metrics",
     }
 )
 SCHEMAS = frozenset({"", "public", "main"})
