@@ -36,14 +36,8 @@ def last_request(watched, path):
     raise AssertionError(f"the page never requested {path}")
 
 
-def funnels_missing(server) -> bool:
-    return get(server, "/api/v1/funnels").status_code == 404
-
-
 def test_every_page_loads_without_console_errors(browser, filled, database_url):
     w = watch(browser, filled.http_url)
-    if funnels_missing(filled):
-        w.expected.add((404, "/api/v1/funnels"))
     for page in PAGES:
         w.open(f"#/{page}")
         assert w.page.locator("body").get_attribute("data-page") == page
@@ -220,14 +214,8 @@ def test_performance_page_draws_metric_percentiles(browser, filled):
     w.assert_clean()
 
 
-def test_funnels_page_defines_a_funnel_or_says_it_is_not_available(browser, filled):
+def test_funnels_page_defines_a_funnel_and_draws_its_conversion(browser, filled):
     w = watch(browser, filled.http_url)
-    if funnels_missing(filled):
-        w.expected.add((404, "/api/v1/funnels"))
-        w.open("#/funnels")
-        assert "not available" in w.page.get_by_test_id("funnels-unavailable").text_content()
-        w.assert_clean()
-        return
     w.open("#/funnels")
     w.page.fill("input[name='name']", "order flow")
     values = w.page.locator("input[name='step-value']")
