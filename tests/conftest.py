@@ -301,3 +301,15 @@ def browser() -> Iterator[Any]:
     """Debian's headless Chromium through Playwright; skipped with the reason when missing
     (a failure under REQUIRE_BROWSER=1)."""
     yield from browser_helpers.chromium()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on a database whose raw and rollup tables are empty (rollup and alert tests)."""
+    from processor.storage.writer import create_db_engine
+    from tests.helpers.rollups import clean
+
+    eng = create_db_engine(Settings(database_url=database_url).sqlalchemy_url)
+    clean(eng)
+    yield eng
+    eng.dispose()

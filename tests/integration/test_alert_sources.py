@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,20 +13,10 @@ from processor.alerts.sources import Target, value_of
 from processor.analytics.rollup import run_round
 from processor.analytics.sketch import percentile_cont
 from processor.mapping.rows import Batch, LogRow
-from processor.settings import Settings
-from processor.storage.writer import create_db_engine
-from tests.helpers.rollups import Event, batch_of, clean, write
+from tests.helpers.rollups import Event, batch_of, write
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 M = timedelta(minutes=1)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_db_engine(Settings(database_url=database_url).sqlalchemy_url)
-    clean(engine)
-    yield engine
-    engine.dispose()
 
 
 def value(engine: Engine, source: str, window: timedelta, **kw: str) -> float | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 
 from processor.analytics.v1 import analytics_pb2 as pb
@@ -13,7 +12,6 @@ from processor.analytics.v1 import analytics_pb2_grpc as pb_grpc
 from processor.settings import Settings
 from processor.storage.writer import create_db_engine
 from tests.helpers.api_data import (
-    BASE,
     RANGE,
     Request,
     at,
@@ -24,6 +22,7 @@ from tests.helpers.api_data import (
     send_requests,
     tl_log,
 )
+from tests.helpers.grpc_api import JANUARY
 
 STEPS = [
     {"type": "endpoint", "value": "GET /home"},
@@ -31,15 +30,6 @@ STEPS = [
     {"type": "log", "value": "checkout done"},
 ]
 CHECKOUT = {"name": "checkout", "steps": STEPS, "window_seconds": 600}
-
-
-def ts(value) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-JANUARY = pb.TimeRange(start=ts(BASE.replace(day=1)), end=ts(BASE.replace(month=2, day=1)))
 
 
 @pytest.fixture

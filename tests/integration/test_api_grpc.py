@@ -5,13 +5,11 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.protobuf import json_format, struct_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from processor.analytics.v1 import analytics_pb2 as pb
 from processor.analytics.v1 import analytics_pb2_grpc as pb_grpc
 from tests.helpers.api_data import (
-    BASE,
     Request,
     at,
     hash_id,
@@ -20,16 +18,8 @@ from tests.helpers.api_data import (
     send_requests,
     tl_log,
 )
+from tests.helpers.grpc_api import JANUARY
 from tests.helpers.rollups import assert_merged_percentile
-
-
-def ts(value) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-JANUARY = pb.TimeRange(start=ts(BASE.replace(day=1)), end=ts(BASE.replace(month=2, day=1)))
 
 
 @pytest.fixture
