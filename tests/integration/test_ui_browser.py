@@ -13,7 +13,7 @@ from tests.helpers.browser import watch
 from tests.helpers.ui_data import LOG_COUNT, XSS, empty_rollups, populate
 
 pytestmark = pytest.mark.browser
-PAGES = ["overview", "endpoints", "users", "logs", "performance", "funnels"]
+PAGES = ["overview", "endpoints", "users", "logs", "performance", "funnels", "alerts"]
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ async function call(method, path, params, body, key = storedKey()) {
 
 export const get = (path, params) => call("GET", path, params);
 export const post = (path, body) => call("POST", path, undefined, body);
+export const del = (path) => call("DELETE", path);
 
 // Checks a key before keeping it: 401 unknown, 403 not a read key (an ingest key).
 export async function tryKey(key) {

@@ -6,6 +6,7 @@ import { destroyAll } from "./charts.js";
 import { el } from "./dom.js";
 import { emptyState } from "./onboarding.js";
 import * as range from "./range.js";
+import * as alerts from "./pages/alerts.js";
 import * as endpoints from "./pages/endpoints.js";
 import * as funnels from "./pages/funnels.js";
 import * as logs from "./pages/logs.js";
@@ -13,7 +14,7 @@ import * as overview from "./pages/overview.js";
 import * as perf from "./pages/performance.js";
 import * as users from "./pages/users.js";
 
-const PAGES = { overview, endpoints, users, logs, performance: perf, funnels };
+const PAGES = { overview, endpoints, users, logs, performance: perf, funnels, alerts };
 const $ = (id) => document.getElementById(id);
 const main = $("main");
 const status = $("status");
@@ -67,7 +68,8 @@ async function renderOnce() {
     $("key-prompt").hidden = true;
     $("forget-key").hidden = !storedKey();
     destroyAll();
-    if (counts.total_rows === 0) {
+    // Alerts can be set up before any data arrives; other pages explain how to send some.
+    if (counts.total_rows === 0 && !PAGES[name].withoutData) {
       main.replaceChildren(emptyState());
     } else {
       const ctx = { range: range.params, interval: range.interval, query, navigate, refresh };

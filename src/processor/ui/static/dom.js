@@ -57,7 +57,8 @@ export function time(iso) {
   return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "–";
 }
 
-// A table from rows; columns: [{key, label, format, numeric, sortable}]. ``onRow`` makes
+// A table from rows; columns: [{key, label, format, numeric, sortable, node}] (``node(row)``
+// gives a cell's element, e.g. a button, instead of text). ``onRow`` makes
 // rows clickable; ``sort`` ({key, asc}) marks the sorted header, ``onSort(key)`` re-sorts.
 export function table(columns, rows, { onRow, sort, onSort, testid } = {}) {
   const head = el("tr", {}, columns.map((c) => {
@@ -76,8 +77,8 @@ export function table(columns, rows, { onRow, sort, onSort, testid } = {}) {
   }, columns.map((c) => el("td", {
     class: [c.numeric ? "num" : "", c.className || ""].join(" ").trim() || undefined,
     "data-key": c.key,
-    text: c.format ? c.format(row[c.key], row) : (row[c.key] ?? "–"),
-  }))));
+    text: c.node ? undefined : (c.format ? c.format(row[c.key], row) : (row[c.key] ?? "–")),
+  }, c.node ? c.node(row) : undefined))));
   return el("table", { "data-testid": testid }, el("thead", {}, head), el("tbody", {}, body));
 }
 
