@@ -111,7 +111,7 @@ class App:
 
         rest = RestApi(self.query, self.auth)
         self.http.extensions.append(rest.register)
-        self.http.extensions.append(AlertsApi(self.query, rest._wrap).register)
+        self.http.extensions.append(AlertsApi(self.query, rest.guarded).register)
         self.http.extensions.append(WebUi().register)  # SPEC §12: the page calls the API
         servicer = grpc_service.AnalyticsServicer(self.query, self.auth)
 

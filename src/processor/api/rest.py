@@ -57,10 +57,10 @@ class RestApi:
     def register(self, app: web.Application) -> None:
         r = app.router
         r.add_get(f"{PREFIX}/openapi.json", self.openapi)
-        r.add_get(f"{PREFIX}/users/{{userId}}/properties", self._wrap(self.get_properties))
+        r.add_get(f"{PREFIX}/users/{{userId}}/properties", self.guarded(self.get_properties))
         r.add_post(
             f"{PREFIX}/users/{{userId}}/properties",
-            self._wrap(self.set_properties, INGESTION),
+            self.guarded(self.set_properties, INGESTION),
         )
         for path, handler in (
             ("/analytics/performance/overview", self.performance_overview),
@@ -76,15 +76,18 @@ class RestApi:
             ("/analytics/error-rate", self.error_rate),
             ("/analytics/dashboard", self.dashboard),
         ):
-            r.add_get(PREFIX + path, self._wrap(handler))
-        r.add_post(f"{PREFIX}/query", self._wrap(self.query))
-        r.add_post(f"{PREFIX}/funnels", self._wrap(self.create_funnel, ADMINS))
-        r.add_get(f"{PREFIX}/funnels", self._wrap(self.list_funnels))
-        r.add_get(f"{PREFIX}/funnels/{{id}}/conversion", self._wrap(self.funnel_conversion))
+            r.add_get(PREFIX + path, self.guarded(handler))
+        r.add_post(f"{PREFIX}/query", self.guarded(self.query))
+        r.add_post(f"{PREFIX}/funnels", self.guarded(self.create_funnel, ADMINS))
+        r.add_get(f"{PREFIX}/funnels", self.guarded(self.list_funnels))
+        r.add_get(f"{PREFIX}/funnels/{{id}}/conversion", self.guarded(self.funnel_conversion))
 
-    def _wrap(
+    def guarded(
         self, handler: Handler, allowed: frozenset[str] = READING
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """``handler`` behind key checking (scopes in ``allowed``) and error mapping; the
+        alerts endpoints use it too, so every read endpoint refuses the same way."""
+
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 headers = {k.lower(): v for k, v in request.headers.items()}
