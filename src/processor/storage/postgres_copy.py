@@ -101,7 +101,7 @@ class _JsonTextDumper(Dumper):
     oid = pg_types["json"].oid
 
     def dump(self, obj: Any) -> bytes:
-        return obj.encode()  # type: ignore[no-any-return]
+        return obj.encode()
 
 
 _TEXT_DUMPERS = (_UuidTextDumper, _JsonbTextDumper, _JsonTextDumper)

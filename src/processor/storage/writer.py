@@ -33,7 +33,6 @@ from processor.storage.postgres_copy import DATA_ERROR_CLASSES, PostgresBackend
 log = structlog.get_logger(__name__)
 
 
-
 @dataclass
 class WriteResult:
     rejected: int = 0
@@ -85,7 +84,6 @@ def create_db_engine(url: str, *, pool_size: int = 4) -> Engine:
             "application_name": "telemetry-processor",
         },
     )
-
 
 
 def is_data_error(exc: BaseException) -> bool:
