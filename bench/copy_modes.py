@@ -233,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r.stored_ok for r in results) else 1
 
 
+def median_of(phases: list[Phase], field: str) -> float:
+    return statistics.median(getattr(p, field) for p in phases)
+
+
 def print_summary(results: list[Phase], rates: list[float], rounds: int) -> None:
     print(f"\nmedians of {rounds} rounds (ratio: median of per-round direct/staged)")
     print(
@@ -241,23 +245,17 @@ def print_summary(results: list[Phase], rates: list[float], rounds: int) -> None
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for rate in rates:
-        by_mode = {
-            m: [r for r in results if r.mode == m and r.retry_pct == rate]
-            for m in ("staged", "direct")
-        }
-        cpu_ratio = statistics.median(
-            d.backend_us / s.backend_us for d, s in zip(by_mode["direct"], by_mode["staged"])
-        )
-        rate_ratio = statistics.median(
-            d.rows_per_s / s.rows_per_s for d, s in zip(by_mode["direct"], by_mode["staged"])
-        )
-        for mode, phases in by_mode.items():
-            med = lambda f: statistics.median(f(r) for r in phases)  # noqa: E731
-            ratios = f"{cpu_ratio:.2f} | {rate_ratio:.2f}" if mode == "direct" else "– | –"
+        staged = [r for r in results if r.mode == "staged" and r.retry_pct == rate]
+        direct = [r for r in results if r.mode == "direct" and r.retry_pct == rate]
+        pairs = list(zip(direct, staged, strict=True))
+        cpu_ratio = statistics.median(d.backend_us / s.backend_us for d, s in pairs)
+        rate_ratio = statistics.median(d.rows_per_s / s.rows_per_s for d, s in pairs)
+        for mode, phases in (("staged", staged), ("direct", direct)):
+            ratios = f"{cpu_ratio:.2f} | {rate_ratio:.2f}" if mode == "direct" else "- | -"
             print(
-                f"| {rate:.0f} % | {mode} | {med(lambda r: r.rows_per_s):,.0f}"
-                f" | {med(lambda r: r.backend_us):.1f} | {med(lambda r: r.cluster_us):.1f}"
-                f" | {med(lambda r: r.client_us):.1f} | {med(lambda r: r.fallbacks):.2f}"
+                f"| {rate:.0f} % | {mode} | {median_of(phases, 'rows_per_s'):,.0f}"
+                f" | {median_of(phases, 'backend_us'):.1f} | {median_of(phases, 'cluster_us'):.1f}"
+                f" | {median_of(phases, 'client_us'):.1f} | {median_of(phases, 'fallbacks'):.2f}"
                 f" | {ratios} |"
             )
     lost = [r for r in results if not r.stored_ok]
