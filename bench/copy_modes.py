@@ -148,7 +148,14 @@ def stored(url: str) -> int:
 
 
 def run_phase(
-    url: str, name: str, mode: str, retry_pct: float, requests: Requests, args: Any, seed: int
+    url: str,
+    mode: str,
+    retry_pct: float,
+    requests: Requests,
+    args: Any,
+    *,
+    seed: int,
+    postmaster: int | None,
 ) -> Phase:
     empty(url)
     groups, distinct = plan_groups(
@@ -158,7 +165,6 @@ def run_phase(
     offered = sum(len(rows) for group in timed for req in group for rows in req.values())
     engine = create_db_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=1)
     writer = SqlWriter(engine, flushers=1, direct_copy=mode == "direct")
-    postmaster = postmaster_pid(url)
 
     async def commit(group: list[Rows]) -> None:
         results = await asyncio.gather(*(writer.write(Batch(rows=dict(r))) for r in group))
@@ -167,7 +173,7 @@ def run_phase(
     async def go() -> tuple[float, float, float, float, float]:
         await writer.start()
         await commit(warm)  # connection, catalog look-ups, staging tables: not timed
-        pids = [psutil.Process(p) for p in backend_pids(url, name)]
+        pids = [psutil.Process(p) for p in backend_pids(url, args.database)]
         cluster = tree(postmaster) if postmaster else []
         fallbacks0 = fallback_count()
         be0, cl0 = cpu_seconds(pids), cpu_seconds(cluster)
@@ -211,12 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(r) for r in args.rates.split(",")]
     url = recreate(args.admin_url, args.database)
     requests = Requests(Workload(templates=8))
+    postmaster = postmaster_pid(url)  # once: a busy cluster may refuse a connection later
+    if postmaster is None:
+        print("the PostgreSQL cluster's processes are not visible: cluster CPU will read 0")
     phases = [(mode, rate) for rate in rates for mode in ("staged", "direct")]
     results: list[Phase] = []
     for rnd in range(args.rounds):
         order = phases[rnd % len(phases) :] + phases[: rnd % len(phases)]
         for mode, rate in order if rnd % 2 == 0 else order[::-1]:
-            phase = run_phase(url, args.database, mode, rate, requests, args, seed=rnd)
+            phase = run_phase(url, mode, rate, requests, args, seed=rnd, postmaster=postmaster)
             results.append(phase)
             flag = "" if phase.stored_ok else "  LOST or DUPLICATED"
             print(
