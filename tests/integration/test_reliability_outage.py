@@ -222,7 +222,7 @@ def test_cancelled_transaction_is_retried_not_rejected(make_server, db):
             ).scalars()
         )
 
-    # SHARE mode: the writer can create and fill its staging table, then waits to insert.
+    # SHARE mode: the writer's COPY into the table (or its INSERT from the staging table) waits.
     with writes_held(db, "SHARE"):
         sender = threading.Thread(target=send_blocked)
         sender.start()
