@@ -31,6 +31,7 @@ from processor.storage.migrate import upgrade
 from tests.helpers import browser as browser_helpers
 from tests.helpers import free_port
 from tests.helpers.rollups import ROLLUP_TABLES
+from tests.helpers.tcp_proxy import TcpProxy
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
@@ -294,6 +295,16 @@ def make_server(database_url: str) -> Iterator[Any]:
 def server(make_server: Any) -> RunningServer:
     server: RunningServer = make_server()
     return server
+
+
+@pytest.fixture
+def pg_proxy(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A TCP proxy in front of the test PostgreSQL (cut it for an outage), and its URL."""
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    yield proxy, proxied
+    proxy.close()
 
 
 @pytest.fixture(scope="session")

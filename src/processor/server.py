@@ -45,7 +45,11 @@ class App:
         self.settings = settings
         self.health_interval = health_interval
         self.engine = create_db_engine(settings.sqlalchemy_url)
-        self.writer = SqlWriter(self.engine, max_rows=settings.writer_max_rows)
+        self.writer = SqlWriter(
+            self.engine,
+            max_rows=settings.writer_max_rows,
+            direct_copy=settings.writer_direct_copy,
+        )
         # Partitions and retention (SPEC §13), on a small pool of its own.
         self.housekeeping = Housekeeping(
             settings, create_db_engine(settings.sqlalchemy_url, pool_size=2)

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 DEFAULT_DATABASE_URL = "sqlite:///analytics.db"
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS.update({"0": False, "false": False, "no": False, "off": False})
 
 
 class SettingsError(ValueError):
@@ -107,6 +109,8 @@ class Settings:
     max_inflight_mib: int = 32
     # Group commit: most rows written in one transaction.
     writer_max_rows: int = 20000
+    # PostgreSQL: COPY straight into the tables, staging + ON CONFLICT only when rows collide.
+    writer_direct_copy: bool = True
     workers: int = 1
     # Where the workers' metrics meet (prometheus_client's multiprocess mode); `serve
     # --workers N` makes one when unset.
@@ -182,6 +186,13 @@ class Settings:
                     values[name] = float(raw)
                 except ValueError:
                     raise SettingsError(f"{var} must be a number, got {raw!r}") from None
+        direct = env.get("WRITER_DIRECT_COPY", "").strip().lower()
+        if direct:
+            if direct not in _BOOLEANS:
+                raise SettingsError(
+                    f"WRITER_DIRECT_COPY must be true or false (1/0, on/off), got {direct!r}"
+                )
+            values["writer_direct_copy"] = _BOOLEANS[direct]
         if env.get("ALERT_WEBHOOK_ALLOWED_HOSTS", "").strip():
             values["alert_webhook_allowed_hosts"] = tuple(
                 h.strip().lower()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -205,12 +206,16 @@ def span_hex(tag: str) -> str:
     return ids(tag)[1].hex()
 
 
-def trace_request(tag: str, spans: int = 10, *, pad: int = 0) -> tuple[bytes, list[str]]:
+def trace_request(
+    tag: str, spans: int = 10, *, pad: int = 0, first: int = 0, start: int = T0
+) -> tuple[bytes, list[str]]:
     """A request of ``spans`` spans of feature ``tag``, with ids derived from ``tag``,
-    serialised, and the span ids it carries (hex). ``pad`` adds that many bytes to each span."""
+    serialised, and the span ids it carries (hex). ``pad`` adds that many bytes to each span.
+    Span ``i`` is the same span in every request of the same ``tag`` and ``start`` (so
+    ``first=5`` makes a request whose first spans repeat spans 5… of another)."""
     trace_id = ids(tag)[0]
     built = []
-    for i in range(spans):
+    for i in range(first, first + spans):
         attributes: dict[str, Any] = {"feature.name": tag}
         if pad:
             attributes["padding"] = b"\x00" * pad
@@ -220,8 +225,8 @@ def trace_request(tag: str, spans: int = 10, *, pad: int = 0) -> tuple[bytes, li
                 attributes,
                 trace_id=trace_id,
                 span_id=ids(f"{tag}/{i}")[1],
-                start=T0 + i,
-                end=T0 + i + MS,
+                start=start + i,
+                end=start + i + MS,
             )
         )
     return traces(*built).SerializeToString(), [s.span_id.hex() for s in built]
@@ -257,6 +262,16 @@ def grpc_export(
     with grpc.insecure_channel(endpoint) as channel:
         stub = trace_service_pb2_grpc.TraceServiceStub(channel)
         reply: ExportTraceServiceResponse = stub.Export(request, metadata=metadata, timeout=10)
+        return reply
+
+
+def grpc_export_logs(
+    endpoint: str, request: ExportLogsServiceRequest
+) -> logs_service_pb2.ExportLogsServiceResponse:
+    """Export a logs request over a new gRPC channel (raises grpc.RpcError when refused)."""
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+        reply: logs_service_pb2.ExportLogsServiceResponse = stub.Export(request, timeout=10)
         return reply
 
 

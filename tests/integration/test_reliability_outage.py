@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -29,13 +28,11 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from tests.helpers import DEADLINE, wait_for
 from tests.helpers.otlp import TRACE_EXPORT, span, traces
 from tests.helpers.sdk import resource
 from tests.helpers.storage import stored_counts, writes_held
-from tests.helpers.tcp_proxy import TcpProxy
 
 
 class Collect(SpanProcessor):
@@ -96,15 +93,6 @@ class Producer(threading.Thread):
 def probe_request(span_id: bytes) -> bytes:
     probe = span("probe", {"feature.name": "probe"}, trace_id=b"\x0b" * 16, span_id=span_id)
     return traces(probe).SerializeToString()
-
-
-@pytest.fixture
-def pg_proxy(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
-    url = make_url(postgres_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    yield proxy, proxied
-    proxy.close()
 
 
 @pytest.mark.postgres
@@ -234,7 +222,7 @@ def test_cancelled_transaction_is_retried_not_rejected(make_server, db):
             ).scalars()
         )
 
-    # SHARE mode: the writer can create and fill its staging table, then waits to insert.
+    # SHARE mode: the writer's COPY into the table (or its INSERT from the staging table) waits.
     with writes_held(db, "SHARE"):
         sender = threading.Thread(target=send_blocked)
         sender.start()

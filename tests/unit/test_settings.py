@@ -48,6 +48,14 @@ def test_environment_values_are_read() -> None:
     assert (settings.rate_limit_per_minute, settings.max_batch_size) == (0, 50)
 
 
+@pytest.mark.parametrize(
+    ("value", "direct"), [(None, True), ("off", False), ("0", False), ("TRUE", True)]
+)
+def test_writer_direct_copy_is_on_unless_turned_off(value: str | None, direct: bool) -> None:
+    env = {} if value is None else {"WRITER_DIRECT_COPY": value}
+    assert Settings.from_env(env=env).writer_direct_copy is direct
+
+
 def test_overrides_from_cli_flags_win_over_environment() -> None:
     settings = Settings.from_env(env={"PORT": "1000", "BIND_ADDRESS": "10.0.0.1"}, port=2000)
     assert (settings.port, settings.bind_address) == (2000, "10.0.0.1")
@@ -147,6 +155,7 @@ def test_sqlalchemy_url_names_the_psycopg_driver(url: str, sqlalchemy_url: str) 
         ({"ANALYTICS_DB_HOST": "db", "ANALYTICS_DB_PORT": "five"}, "ANALYTICS_DB_PORT"),
         ({"TLS_KEY_FILE": "key.pem"}, "TLS_CERT_FILE"),
         ({"TLS_CLIENT_CA_FILE": "ca.pem"}, "TLS_CLIENT_CA_FILE"),
+        ({"WRITER_DIRECT_COPY": "maybe"}, "WRITER_DIRECT_COPY"),
     ],
 )
 def test_invalid_value_raises_settings_error_naming_the_variable(

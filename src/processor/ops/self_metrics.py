@@ -44,6 +44,13 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 ROWS_WRITTEN = Counter("processor_rows_written", "Rows sent to the database per table", ["table"])
+DIRECT_COPY_FALLBACKS = Counter(
+    "processor_direct_copy_fallbacks",
+    "PostgreSQL direct COPYs rolled back to take the staging table + ON CONFLICT path, per"
+    " table and reason (conflict: a retried or repeated row; data: a value the database"
+    " refused; unsupported: COPY not allowed, e.g. row security)",
+    ["table", "reason"],
+)
 # Across workers: in-flight work adds up; the database is up when every running worker says so.
 INFLIGHT_REQUESTS = Gauge(
     "processor_inflight_requests",

@@ -19,28 +19,18 @@ from typing import Any, Protocol
 
 import psycopg
 import structlog
-from sqlalchemy import Table, create_engine, event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from processor.analytics import invalidations
 from processor.errors import StorageUnavailable
-from processor.mapping.rows import ROW_TYPES, Batch
+from processor.mapping.rows import Batch
 from processor.ops import self_metrics
-from processor.storage.schema import MODELS
+from processor.storage.keys import COLUMNS, UPSERT_KEY, UPSERT_SET
+from processor.storage.postgres_copy import DATA_ERROR_CLASSES, PostgresBackend
 
 log = structlog.get_logger(__name__)
-
-COLUMNS = {table: row_type._fields for table, row_type in ROW_TYPES.items()}  # type: ignore[attr-defined]
-UPSERT_KEY = {"user_properties": ("project_id", "user_id", "property_key")}
-# The raw tables' primary keys (project_id, timestamp[, level], id): on a partitioned table a
-# unique key must hold the partition key, so a retried row is recognised by all of it.
-CONFLICT_KEY = {
-    table.name: ", ".join(f'"{c.name}"' for c in table.primary_key.columns)
-    for table in (model.__table__ for model in MODELS)
-    if isinstance(table, Table)
-}
-UPSERT_SET = ("timestamp", "trace_id", "span_id", "property_value", "updated_at")
 
 
 @dataclass
@@ -96,10 +86,6 @@ def create_db_engine(url: str, *, pool_size: int = 4) -> Engine:
     )
 
 
-# SQLSTATE classes that blame the rows themselves: 22 data exception, 23 integrity violation.
-DATA_ERROR_CLASSES = ("22", "23")
-
-
 def is_data_error(exc: BaseException) -> bool:
     """True when the database refused the rows for what they contain.
 
@@ -124,107 +110,6 @@ class Backend(Protocol):
     """How rows reach one kind of database (PostgreSQL COPY, SQLite executemany)."""
 
     def insert(self, conn: Connection, table: str, rows: Sequence[tuple]) -> None: ...
-
-
-@dataclass(frozen=True)
-class _StagePlan:
-    """How one table's rows travel: binary COPY into a staging table, then INSERT … SELECT."""
-
-    create: str  # the staging table
-    copy: str  # COPY … FROM STDIN
-    types: list[str] | None  # binary COPY types, or None for text COPY
-    select: str  # the staging columns as the real table's types
-
-
-# Column types whose binary form psycopg writes from the router's Python values (str, int,
-# float, aware datetime). uuid and JSON columns are staged as text and cast by the INSERT.
-_BINARY_TYPES = frozenset({"int2", "int4", "int8", "float8", "text", "varchar", "timestamptz"})
-_CAST_FROM_TEXT = frozenset({"uuid", "json", "jsonb"})
-
-
-class PostgresBackend:
-    """COPY into a per-connection staging table, then insert-ignore into the real one.
-
-    The COPY is binary (cheap to produce and to parse), with ids and JSON staged as text.
-    """
-
-    def __init__(self) -> None:
-        self._plans: dict[str, _StagePlan] = {}
-
-    def _plan(self, cur: psycopg.Cursor[Any], table: str) -> _StagePlan:
-        plan = self._plans.get(table)
-        if plan is not None:
-            return plan
-        cols = COLUMNS[table]
-        names = ", ".join(f'"{c}"' for c in cols)
-        stage = f"_stage_{table}"
-        cur.execute(
-            "SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod)"
-            " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
-            " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-            (table,),
-        )
-        catalog = {name: (typname, full) for name, typname, full in cur.fetchall()}
-        if all(c in catalog for c in cols) and all(
-            catalog[c][0] in _BINARY_TYPES | _CAST_FROM_TEXT for c in cols
-        ):
-            staged = ["text" if catalog[c][0] in _CAST_FROM_TEXT else catalog[c][1] for c in cols]
-            plan = _StagePlan(
-                create=f"CREATE TEMP TABLE IF NOT EXISTS {stage} ("
-                + ", ".join(f'"{c}" {t}' for c, t in zip(cols, staged, strict=True))
-                + ") ON COMMIT DELETE ROWS",
-                copy=f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)",
-                types=["text" if catalog[c][0] in _CAST_FROM_TEXT else catalog[c][0] for c in cols],
-                select=", ".join(
-                    f'"{c}"::{catalog[c][0]}' if catalog[c][0] in _CAST_FROM_TEXT else f'"{c}"'
-                    for c in cols
-                ),
-            )
-        else:  # an unexpected column type: text COPY into a copy of the table
-            plan = _StagePlan(
-                create=f"CREATE TEMP TABLE IF NOT EXISTS {stage}"
-                f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-                copy=f"COPY {stage} ({names}) FROM STDIN",
-                types=None,
-                select=names,
-            )
-        self._plans[table] = plan
-        return plan
-
-    def insert(self, conn: Connection, table: str, rows: Sequence[tuple]) -> None:
-        cols = COLUMNS[table]
-        names = ", ".join(f'"{c}"' for c in cols)
-        stage = f"_stage_{table}"
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        staged: set[str] = conn.info.setdefault("staged", set())
-        with raw.cursor() as cur:
-            plan = self._plan(cur, table)
-            if table not in staged:
-                cur.execute(plan.create)
-                staged.add(table)
-            with cur.copy(plan.copy) as copy:
-                if plan.types is not None:
-                    copy.set_types(plan.types)
-                write = copy.write_row
-                for row in rows:
-                    write(row)
-            key = UPSERT_KEY.get(table)
-            if key is None:
-                # Ordered by id so concurrent transactions take index locks in one order.
-                cur.execute(
-                    f"INSERT INTO {table} ({names}) SELECT {plan.select} FROM {stage}"
-                    f" ORDER BY id ON CONFLICT ({CONFLICT_KEY[table]}) DO NOTHING"
-                )
-            else:
-                keys = ", ".join(key)
-                updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in UPSERT_SET)
-                cur.execute(
-                    f"INSERT INTO {table} ({names}) SELECT DISTINCT ON ({keys}) {plan.select}"
-                    f" FROM {stage} ORDER BY {keys}, timestamp DESC"
-                    f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
-                    f" WHERE EXCLUDED.timestamp >= {table}.timestamp"
-                )
 
 
 def _sqlite_time(value: Any) -> Any:
@@ -283,11 +168,20 @@ class SqlWriter:
     """Writes batches through SQLAlchemy's pool; PostgreSQL via COPY, SQLite via executemany."""
 
     def __init__(
-        self, engine: Engine, *, max_rows: int = 20000, flushers: int | None = None
+        self,
+        engine: Engine,
+        *,
+        max_rows: int = 20000,
+        flushers: int | None = None,
+        direct_copy: bool = True,
     ) -> None:
+        """``direct_copy``: PostgreSQL rows COPY straight into their table, falling back to the
+        staging table + ON CONFLICT when they collide (storage/postgres_copy.py)."""
         self.engine = engine
         self.backend: Backend = (
-            PostgresBackend() if engine.dialect.name == "postgresql" else SqliteBackend()
+            PostgresBackend(direct=direct_copy)
+            if engine.dialect.name == "postgresql"
+            else SqliteBackend()
         )
         self.max_rows = max_rows
         self.flushers = flushers or (2 if engine.dialect.name == "postgresql" else 1)
