@@ -1,18 +1,20 @@
 """``python -m bench.lifecycle``: the data lifecycle on PostgreSQL (SPEC §13), in one run.
 
 1. ingest: the writer's real path (binary COPY into staging, INSERT … ON CONFLICT on the
-   primary key) into day-partitioned tables and into unpartitioned copies with the same keys
-   and indexes, alternated round by round; rows/s and the PostgreSQL backend's CPU µs per row.
-2. retention: ``--days`` days of ``--rows-per-day`` rows (generate_series, not the server)
-   in endpoint_usage, plus 2 kept days; the expired days go by dropping partitions, against
-   one DELETE on the unpartitioned table: time, WAL, table size afterwards.
+   primary key) into day-partitioned tables, into unpartitioned copies with the same keys and
+   indexes, and into day-partitioned tables with a BRIN index on timestamp, the order rotated
+   round by round; rows/s and the PostgreSQL backend's CPU µs per row.
+2. retention: ``--days`` days of ``--rows-per-day`` rows (generate_series inside PostgreSQL,
+   indexes built after the load) in endpoint_usage, plus 2 kept days, in both databases;
+   BRIN: the time-range reads of the rollup runner and the query API (one project) and a
+   cross-project hour, with the btree indexes only and with BRIN added; then the expired
+   days go by dropping partitions, against one DELETE on the unpartitioned table: time, WAL,
+   table size afterwards.
 3. logs levels: a day of logs, 40 % debug: dropping the debug leaf against batched deletes
    (5000 rows per transaction) inside an unsubdivided day: time, WAL, size afterwards.
-4. BRIN: a one-hour time-range count over a 1-million-row day with the btree indexes only,
-   and with a BRIN index on timestamp added.
 
-Databases ``bench_lc_part`` and ``bench_lc_plain`` are (re)created. Results: stdout and
-``--json``; bench/README.md quotes them.
+Databases ``PREFIX_part``, ``PREFIX_plain`` and ``PREFIX_brin`` (``--db-prefix``, default
+``bench_lc``) are (re)created. Results: stdout and ``--json``; bench/README.md quotes them.
 """
 
 from __future__ import annotations
