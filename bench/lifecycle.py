@@ -1,18 +1,20 @@
 """``python -m bench.lifecycle``: the data lifecycle on PostgreSQL (SPEC §13), in one run.
 
 1. ingest: the writer's real path (binary COPY into staging, INSERT … ON CONFLICT on the
-   primary key) into day-partitioned tables and into unpartitioned copies with the same keys
-   and indexes, alternated round by round; rows/s and the PostgreSQL backend's CPU µs per row.
-2. retention: ``--days`` days of ``--rows-per-day`` rows (generate_series, not the server)
-   in endpoint_usage, plus 2 kept days; the expired days go by dropping partitions, against
-   one DELETE on the unpartitioned table: time, WAL, table size afterwards.
+   primary key) into day-partitioned tables, into unpartitioned copies with the same keys and
+   indexes, and into day-partitioned tables with a BRIN index on timestamp, the order rotated
+   round by round; rows/s and the PostgreSQL backend's CPU µs per row.
+2. retention: ``--days`` days of ``--rows-per-day`` rows (generate_series inside PostgreSQL,
+   indexes built after the load) in endpoint_usage, plus 2 kept days, in both databases;
+   BRIN: the time-range reads of the rollup runner and the query API (one project) and a
+   cross-project hour, with the btree indexes only and with BRIN added; then the expired
+   days go by dropping partitions, against one DELETE on the unpartitioned table: time, WAL,
+   table size afterwards.
 3. logs levels: a day of logs, 40 % debug: dropping the debug leaf against batched deletes
    (5000 rows per transaction) inside an unsubdivided day: time, WAL, size afterwards.
-4. BRIN: a one-hour time-range count over a 1-million-row day with the btree indexes only,
-   and with a BRIN index on timestamp added.
 
-Databases ``bench_lc_part`` and ``bench_lc_plain`` are (re)created. Results: stdout and
-``--json``; bench/README.md quotes them.
+Databases ``PREFIX_part``, ``PREFIX_plain`` and ``PREFIX_brin`` (``--db-prefix``, default
+``bench_lc``) are (re)created. Results: stdout and ``--json``; bench/README.md quotes them.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def backend_cpu(conn: psycopg.Connection[Any]) -> float:
 def ingest_round(url: str, batches: list[dict[str, list[tuple]]]) -> tuple[float, float, int]:
     """(rows/s, backend CPU µs per row, rows) for inserting ``batches`` through the writer."""
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=1)
-    dialect = PostgresBackend(direct=False)  # the staged path, as the figures below were measured
+    backend = PostgresBackend(direct=False)  # the staged path, as the figures were measured
     rows = sum(len(r) for b in batches for r in b.values())
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
@@ -102,7 +104,7 @@ def ingest_round(url: str, batches: list[dict[str, list[tuple]]]) -> tuple[float
         for batch in batches:
             with conn.begin():
                 for table, table_rows in batch.items():
-                    dialect.insert(conn, table, table_rows)
+                    backend.insert(conn, table, table_rows)
         elapsed = time.perf_counter() - t0
         cpu = backend_cpu(raw) - cpu0
     engine.dispose()
@@ -129,24 +131,36 @@ def fresh_batches(
     return out
 
 
-def bench_ingest(part: str, plain: str, rounds: int, batches: int) -> dict[str, Any]:
+def bench_ingest(variants: dict[str, str], rounds: int, batches: int) -> dict[str, Any]:
+    """Each round inserts ``batches`` fresh group commits into every variant, the order rotated
+    round by round (A B C, B C A, …) so drift in the machine's load hits all alike."""
     traces, logs = prebuilt_rows(Workload(templates=8))
     templates = [*traces, *traces, *traces, *logs[:2]]  # about 10 % logs, as in make bench
-    results: dict[str, list[tuple[float, float]]] = {"partitioned": [], "unpartitioned": []}
+    names = list(variants)
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    rows = 0
     for n in range(rounds):
-        order = [("partitioned", part), ("unpartitioned", plain)]
-        for name, url in order if n % 2 == 0 else order[::-1]:
-            rate, cpu, rows = ingest_round(url, fresh_batches(templates, batches))
+        for name in names[n % len(names) :] + names[: n % len(names)]:
+            rate, cpu, rows = ingest_round(variants[name], fresh_batches(templates, batches))
             results[name].append((rate, cpu))
             print(f"  ingest round {n + 1} {name}: {rate:,.0f} rows/s, {cpu:.1f} µs CPU/row")
-    summary = {
+    summary: dict[str, Any] = {
         name: {
             "rows_per_s": statistics.median(r for r, _ in values),
             "cpu_us_per_row": statistics.median(c for _, c in values),
+            "rounds": [{"rows_per_s": r, "cpu_us_per_row": c} for r, c in values],
         }
         for name, values in results.items()
     }
-    summary["ratio"] = summary["partitioned"]["rows_per_s"] / summary["unpartitioned"]["rows_per_s"]
+    base = names[0]
+    for name in names[1:]:
+        pairs = [a[0] / b[0] for a, b in zip(results[name], results[base], strict=True)]
+        cpu_pairs = [a[1] / b[1] for a, b in zip(results[name], results[base], strict=True)]
+        summary[f"{name}/{base}"] = {
+            "ratio_of_medians": summary[name]["rows_per_s"] / summary[base]["rows_per_s"],
+            "median_round_ratio": statistics.median(pairs),
+            "median_round_cpu_ratio": statistics.median(cpu_pairs),
+        }
     summary["rows_per_round"] = rows
     return summary
 
@@ -179,13 +193,52 @@ def wal(conn: psycopg.Connection[Any]) -> int:
     return int(conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])  # type: ignore[index]
 
 
+def without_indexes(conn: psycopg.Connection[Any], table: str, fill: Callable[[], Any]) -> None:
+    """Run ``fill`` with the table's primary key and indexes dropped, then build them again
+    (one sorted build per index instead of 30 million index insertions: same indexes after)."""
+    indexes = [
+        r[0].replace(" ON ONLY ", " ON ")
+        for r in conn.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index"
+            " WHERE indrelid = %s::regclass AND NOT indisprimary",
+            (table,),
+        )
+    ]
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index"
+            " WHERE indrelid = %s::regclass AND NOT indisprimary",
+            (table,),
+        )
+    ]
+    key = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = %s::regclass AND contype = 'p'",
+        (table,),
+    ).fetchone()
+    assert key is not None
+    for name in names:
+        conn.execute(f"DROP INDEX {name}")
+    conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {key[0]}")
+    fill()
+    conn.execute("SET maintenance_work_mem = '512MB'")
+    conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {key[0]} {key[1]}")
+    for statement in indexes:
+        conn.execute(statement)
+
+
 def load_days(url: str, days: int, per_day: int, today: datetime) -> None:
     step = int(86_400_000_000 / per_day)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE endpoint_usage")
+
+    def fill() -> None:
         for n in range(days + 2):
             start = today - timedelta(days=days + 1 - n)
             conn.execute(GENERATE, {"start": start, "step": step, "rows": per_day})  # type: ignore[arg-type]
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE endpoint_usage")
+        without_indexes(conn, "endpoint_usage", fill)
         conn.execute("VACUUM ANALYZE endpoint_usage")
 
 
@@ -206,19 +259,26 @@ def measure(url: str, action: Callable[[], Any]) -> dict[str, float]:
     }
 
 
-def bench_retention(part: str, plain: str, days: int, per_day: int) -> dict[str, Any]:
+def bench_retention(
+    part: str, plain: str, days: int, per_day: int, brin_repeats: int
+) -> dict[str, Any]:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     engine = create_engine(part.replace("postgresql://", "postgresql+psycopg://", 1))
     for n in range(days + 2):
         partitions.create_day(
             engine, "endpoint_usage", (today - timedelta(days=days + 1 - n)).date()
         )
-    t0 = time.perf_counter()
-    load_days(part, days, per_day, today)
-    load_days(plain, days, per_day, today)
-    print(f"  loaded {2 * (days + 2) * per_day:,} rows in {time.perf_counter() - t0:.0f} s")
+    for url in (part, plain):
+        t0 = time.perf_counter()
+        load_days(url, days, per_day, today)
+        print(f"  loaded {(days + 2) * per_day:,} rows in {time.perf_counter() - t0:.0f} s")
+    out: dict[str, Any] = {"days": days, "rows_per_day": per_day}
+    if brin_repeats:
+        out["brin"] = bench_brin(part, today, brin_repeats)
     policy = parse_retention("endpoint_usage=1d")  # keeps yesterday and today
-    dropped = measure(part, lambda: run_retention(engine, {**RETENTION_DEFAULTS, **policy}))
+    out["drop_partitions"] = measure(
+        part, lambda: run_retention(engine, {**RETENTION_DEFAULTS, **policy})
+    )
     engine.dispose()
     cutoff = today - timedelta(days=1)
 
@@ -226,8 +286,9 @@ def bench_retention(part: str, plain: str, days: int, per_day: int) -> dict[str,
         with psycopg.connect(plain, autocommit=True) as conn:
             conn.execute("DELETE FROM endpoint_usage WHERE timestamp < %s", (cutoff,))
 
-    deleted = measure(plain, delete)
-    return {"days": days, "rows_per_day": per_day, "drop_partitions": dropped, "delete": deleted}
+    out["delete"] = measure(plain, delete)
+    print(f"  retention: {json.dumps({k: out[k] for k in ('drop_partitions', 'delete')})}")
+    return out
 
 
 # --- 3. per-level logs, 4. BRIN ----------------------------------------------------------------
@@ -274,63 +335,110 @@ def bench_levels(part: str, plain: str, rows: int) -> dict[str, Any]:
     return out
 
 
-def bench_brin(part: str, repeats: int = 15) -> dict[str, Any]:
-    """Uses the retention phase's data: yesterday's partition holds ``rows_per_day`` rows."""
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
-    query = (
-        "SELECT count(*), avg(duration_ms) FROM endpoint_usage"
-        " WHERE timestamp >= %(lo)s AND timestamp < %(hi)s"
-    )
-    params = {"lo": day + timedelta(hours=10), "hi": day + timedelta(hours=11)}
+BRIN_INDEXES = {table: f"ix_{table}_timestamp_brin" for table in RAW}
+
+
+def set_brin(url: str, on: bool) -> None:
+    """Give every raw table a BRIN index on timestamp (as migration 0008 does), or none."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table, name in BRIN_INDEXES.items():
+            if on:
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING brin (timestamp)")
+            else:
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+# What reads raw rows by time: the rollup runner (one project, one dirty hour, as
+# analytics/endpoints.py), the query API's raw reads (one project, a range), and a
+# cross-project scan (nothing in the product runs one; an analyst's SQL might).
+_TOTALS = """SELECT service_name, endpoint, method, count(*), sum(duration_ms),
+    min(duration_ms), max(duration_ms), count(DISTINCT user_id)
+    FROM endpoint_usage WHERE {where} GROUP BY 1, 2, 3"""
+BRIN_QUERIES = {
+    "rollup hour, one project": (1, "project_id = 1"),
+    "6 hours, one project": (6, "project_id = 1"),
+    "7 days, one project": (7 * 24, "project_id = 1"),
+    "one hour, all projects": (1, "TRUE"),
+}
+
+
+def bench_brin(url: str, today: datetime, repeats: int) -> dict[str, Any]:
+    """Each query of BRIN_QUERIES with the btree indexes only and with BRIN added, alternated;
+    the ranges end at 11:00 eight days back, inside the loaded days."""
+    end = today - timedelta(days=8) + timedelta(hours=11)
     out: dict[str, Any] = {}
-    with psycopg.connect(part, autocommit=True) as conn:
-        for variant in ("btree", "btree+brin"):
-            if variant == "btree+brin":
-                conn.execute("CREATE INDEX ix_bench_brin ON endpoint_usage USING brin (timestamp)")
-                conn.execute("ANALYZE endpoint_usage")
-            timings = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                conn.execute(query, params).fetchall()  # type: ignore[arg-type]
-                timings.append((time.perf_counter() - t0) * 1000)
-            plan = conn.execute("EXPLAIN " + query, params).fetchall()  # type: ignore[arg-type]
-            out[variant] = {
-                "median_ms": statistics.median(timings),
-                "plan": " ".join(r[0].strip() for r in plan[:3]),
-            }
+    with psycopg.connect(url, autocommit=True) as conn:
+        for on in (False, True):
+            set_brin(url, on)
+            conn.execute("ANALYZE endpoint_usage")
+            variant = "btree+brin" if on else "btree"
+            for name, (hours, scope) in BRIN_QUERIES.items():
+                where = f"{scope} AND timestamp >= %(lo)s AND timestamp < %(hi)s"
+                query = _TOTALS.format(where=where)
+                params = {"lo": end - timedelta(hours=hours), "hi": end}
+                timings = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+                    timings.append((time.perf_counter() - t0) * 1000)
+                plan = conn.execute("EXPLAIN " + query, params).fetchall()  # type: ignore[arg-type]
+                nodes = [r[0].strip() for r in plan if "Scan" in r[0]]
+                out.setdefault(name, {})[variant] = {
+                    "median_ms": statistics.median(timings),
+                    "plan": nodes[0][:120] if nodes else "",
+                }
+                print(f"  {name} [{variant}]: {statistics.median(timings):.1f} ms  {nodes[:1]}")
         out["brin_size_kb"] = (
             conn.execute(
                 "SELECT coalesce(sum(pg_relation_size(relid)), 0) FROM"
-                " pg_partition_tree('ix_bench_brin'::regclass)"
+                " pg_partition_tree(%s::regclass)",
+                (BRIN_INDEXES["endpoint_usage"],),
             ).fetchone()[0]  # type: ignore[index]
             / 1024
         )
-        conn.execute("DROP INDEX ix_bench_brin")
+        out["btree_size_kb"] = (
+            conn.execute(
+                "SELECT coalesce(sum(pg_relation_size(relid)), 0) FROM"
+                " pg_partition_tree('ix_endpoint_usage_project_time'::regclass)"
+            ).fetchone()[0]  # type: ignore[index]
+            / 1024
+        )
+    set_brin(url, False)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.lifecycle", description=__doc__)
     p.add_argument("--admin-url", default=ADMIN)
-    p.add_argument("--rounds", type=int, default=5, help="ingest rounds per variant")
-    p.add_argument("--batches", type=int, default=60, help="group commits per ingest round")
+    p.add_argument("--db-prefix", default="bench_lc", help="databases PREFIX_part, _plain, _brin")
+    p.add_argument("--rounds", type=int, default=15, help="ingest rounds per variant")
+    p.add_argument("--batches", type=int, default=120, help="group commits per ingest round")
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--rows-per-day", type=int, default=1_000_000)
     p.add_argument("--log-rows", type=int, default=1_000_000)
-    p.add_argument("--skip", action="append", default=[], choices=["ingest", "retention", "levels"])
+    p.add_argument("--brin-repeats", type=int, default=9, help="runs of each BRIN query")
+    p.add_argument(
+        "--skip", action="append", default=[], choices=["ingest", "retention", "levels", "brin"]
+    )
     p.add_argument("--json")
     args = p.parse_args(argv)
-    part = recreate(args.admin_url, "bench_lc_part")
-    plain = recreate(args.admin_url, "bench_lc_plain")
+    part = recreate(args.admin_url, f"{args.db_prefix}_part")
+    plain = recreate(args.admin_url, f"{args.db_prefix}_plain")
     unpartition(plain)
+    set_brin(part, False)
+    set_brin(plain, False)
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat()}
     if "ingest" not in args.skip:
-        print("ingest (writer path, partitioned vs unpartitioned):")
-        results["ingest"] = bench_ingest(part, plain, args.rounds, args.batches)
+        print("ingest (writer path; partitioned, unpartitioned, partitioned with BRIN):")
+        variants = {"partitioned": part, "unpartitioned": plain}
+        if "brin" not in args.skip:
+            variants["partitioned+brin"] = recreate(args.admin_url, f"{args.db_prefix}_brin")
+            set_brin(variants["partitioned+brin"], True)
+        results["ingest"] = bench_ingest(variants, args.rounds, args.batches)
     if "retention" not in args.skip:
         print(f"retention ({args.days} days x {args.rows_per_day:,} rows):")
-        results["retention"] = bench_retention(part, plain, args.days, args.rows_per_day)
-        results["brin"] = bench_brin(part)
+        repeats = 0 if "brin" in args.skip else args.brin_repeats
+        results["retention"] = bench_retention(part, plain, args.days, args.rows_per_day, repeats)
     if "levels" not in args.skip:
         print(f"logs per level ({args.log_rows:,} rows, 40 % debug):")
         results["levels"] = bench_levels(part, plain, args.log_rows)

@@ -104,6 +104,12 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="only print what would be removed"
     )
     retention.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
+    partitions = sub.add_parser(
+        "partitions",
+        help="PostgreSQL: make day partitions ahead, move rows out of DEFAULT partitions and,"
+        " with LOGS_PARTITION_BY_LEVEL=false, make logs days single-level (what serve does)",
+    )
+    partitions.add_argument("--database-url", help="overrides ANALYTICS_DATABASE_URL")
     alert_commands.add_parser(sub, database)
     return p
 
@@ -140,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "rollup":
         return rollup(settings, rebuild=args.rebuild)
-    if args.command in ("keys", "forget-user", "analysts", "retention", "alerts"):
+    if args.command in ("keys", "forget-user", "analysts", "retention", "alerts", "partitions"):
         if migrate(settings, quiet=True) != 0:
             return 1
         if args.command == "alerts":
@@ -149,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return manage_analysts(settings, args)
         if args.command == "retention":
             return retention(settings, dry_run=args.dry_run)
+        if args.command == "partitions":
+            return make_partitions(settings)
         return (
             manage_keys(settings, args) if args.command == "keys" else forget_user(settings, args)
         )
@@ -260,6 +268,39 @@ def retention(settings: Settings, *, dry_run: bool) -> int:
         engine.dispose()
     for line in policy.report_lines(results, postgres=settings.is_postgres):
         print(line)
+    return 0
+
+
+def make_partitions(settings: Settings) -> int:
+    """The partition upkeep of the serving process, once (under the same lock as retention)."""
+    from processor.ops.scheduler import job_lock
+    from processor.storage import partitions
+    from processor.storage.housekeeping import RETENTION_LOCK
+    from processor.storage.writer import create_db_engine
+
+    if not settings.is_postgres:
+        print("telemetry-processor: partitions exist on PostgreSQL only", file=sys.stderr)
+        return 2
+    engine = create_db_engine(settings.sqlalchemy_url, pool_size=2)
+    try:
+        with job_lock(engine, RETENTION_LOCK, wait=True):
+            report = partitions.ensure_partitions(
+                engine,
+                premake_days=settings.partition_premake_days,
+                policy=settings.retention,
+                logs_by_level=settings.logs_partition_by_level,
+            )
+    finally:
+        engine.dispose()
+    print(f"partitions created: {len(report.created)}, rows moved: {report.rows_moved}")
+    if report.flattened:
+        print(f"logs days made single-level: {len(report.flattened)}")
+    for table, rows in report.default_rows.items():
+        if rows:
+            print(f"{table}: {rows} rows left in the DEFAULT partition")
+    if report.failed:
+        print(f"not done (lock timeout, retry): {', '.join(report.failed)}")
+        return 1
     return 0
 
 

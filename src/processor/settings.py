@@ -122,6 +122,9 @@ class Settings:
     retention: Mapping[str, timedelta | None] = field(default_factory=lambda: RETENTION_DEFAULTS)
     retention_interval_seconds: int = 3600
     partition_premake_days: int = 7
+    # Each logs day LIST-partitioned by level (per-level retention drops leaves); false for
+    # Citus, which cannot distribute a two-level partitioned table.
+    logs_partition_by_level: bool = True
     # Rollup rounds (SPEC §10); 0 turns the in-process runner off.
     rollup_interval_seconds: float = 60.0
     # Alerts (SPEC §14): seconds between evaluation rounds (0 = no evaluator in this
@@ -207,6 +210,13 @@ class Settings:
             values["user_id_hash_key"] = env["USER_ID_HASH_KEY"]
         if env.get("API_KEYS"):
             values["api_keys"] = tuple(k.strip() for k in env["API_KEYS"].split(",") if k.strip())
+        raw_flag = env.get("LOGS_PARTITION_BY_LEVEL", "").strip().lower()
+        if raw_flag:
+            if raw_flag not in _BOOLEANS:
+                raise SettingsError(
+                    f"LOGS_PARTITION_BY_LEVEL must be true or false, got {raw_flag!r}"
+                )
+            values["logs_partition_by_level"] = _BOOLEANS[raw_flag]
         if env.get("RETENTION", "").strip():
             values["retention"] = parse_retention(env["RETENTION"])
         for var, name in (

@@ -11,6 +11,7 @@ import structlog
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
 
+from processor.cli import main
 from processor.mapping.rows import TABLES
 from processor.settings import LOG_LEVELS, RETENTION_DEFAULTS, Settings
 from processor.storage import admin, partitions
@@ -237,3 +238,68 @@ def test_every_unique_key_fits_citus_distribution_by_project(pg):
     for child, parent in foreign:
         assert parent in reference, (child, parent)
         assert child in reference or parent == "projects", (child, parent)
+
+
+def flat_logs_days(engine) -> dict[str, bool]:
+    """Each logs day partition: True when it is single-level (no level leaves)."""
+    with engine.connect() as conn:
+        return {
+            name: not partitions.is_partitioned(conn, name)
+            for name in partitions.day_partitions(conn, "logs").values()
+        }
+
+
+def test_single_level_logs_days_for_citus_keep_rows_and_per_level_retention(pg):
+    """LOGS_PARTITION_BY_LEVEL=false (Citus): upkeep turns the level-partitioned logs days
+    into plain day partitions with their rows, makes new days plain, and retention still
+    removes only the expired levels (bounded deletes inside the day)."""
+    now = datetime.now(UTC)
+    old = (now - timedelta(days=10)).date()  # debug (7 days) expired, info and error kept
+    partitions.create_day(pg, "logs", old)
+    moment = partitions.day_start(old) + timedelta(hours=6)
+    for level in ("debug", "info", "error"):
+        add_rows(pg, "logs", [moment, moment], level=level)
+    ahead = partitions.partition_name("logs", now.date() + timedelta(days=7))
+    with pg.begin() as conn:
+        conn.execute(text(f"DROP TABLE {ahead}"))
+    try:
+        report = partitions.ensure_partitions(
+            pg, premake_days=7, policy=RETENTION_DEFAULTS, logs_by_level=False
+        )
+        assert partitions.partition_name("logs", old) in report.flattened
+        assert ahead in report.created
+        assert all(flat_logs_days(pg).values())
+        assert where(pg, "logs", moment) == partitions.partition_name("logs", old)
+        assert count(pg, "logs") == 6
+        assert report.failed == []
+
+        run_retention(pg, RETENTION_DEFAULTS)
+        assert count(pg, "logs", level="debug") == 0
+        assert count(pg, "logs", level="info") == count(pg, "logs", level="error") == 2
+        again = partitions.ensure_partitions(
+            pg, premake_days=7, policy=RETENTION_DEFAULTS, logs_by_level=False
+        )
+        assert again.flattened == [] and again.created == []
+    finally:
+        with pg.begin() as conn:
+            conn.execute(text("DELETE FROM logs"))
+            for name, flat in flat_logs_days(pg).items():
+                if flat:
+                    conn.execute(text(f"DROP TABLE {name}"))
+        partitions.ensure_partitions(pg, premake_days=7, policy=RETENTION_DEFAULTS)
+    assert not any(flat_logs_days(pg).values())
+
+
+def test_partitions_command_makes_the_missing_days(postgres_url, pg, capsys):
+    name = partitions.partition_name("endpoint_usage", datetime.now(UTC).date() + timedelta(days=7))
+    with pg.begin() as conn:
+        conn.execute(text(f"DROP TABLE {name}"))
+    assert main(["partitions", "--database-url", postgres_url]) == 0
+    assert capsys.readouterr().out.startswith("partitions created: 1, rows moved: 0")
+    with pg.connect() as conn:
+        assert name in partitions.day_partitions(conn, "endpoint_usage").values()
+
+
+def test_partitions_command_refuses_sqlite(sqlite_url, capsys):
+    assert main(["partitions", "--database-url", sqlite_url]) == 2
+    assert "PostgreSQL only" in capsys.readouterr().err

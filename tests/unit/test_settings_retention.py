@@ -81,3 +81,14 @@ def test_bad_retention_fails_start_with_one_line(monkeypatch, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "RETENTION" in err and "soon" in err
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, True), ("false", False), ("TRUE", True)])
+def test_logs_partition_by_level_is_read(raw: str | None, expected: bool) -> None:
+    env = {} if raw is None else {"LOGS_PARTITION_BY_LEVEL": raw}
+    assert Settings.from_env(env=env).logs_partition_by_level is expected
+
+
+def test_bad_logs_partition_by_level_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match=r"^LOGS_PARTITION_BY_LEVEL must be true or false"):
+        Settings.from_env(env={"LOGS_PARTITION_BY_LEVEL": "citus"})

@@ -62,6 +62,7 @@ class Housekeeping:
             engine,
             premake_days=self.settings.partition_premake_days,
             policy=self.settings.retention,
+            logs_by_level=self.settings.logs_partition_by_level,
         )
 
     def round(self, engine: Engine) -> list[retention.TableResult]:

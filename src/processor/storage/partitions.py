@@ -11,6 +11,11 @@ partition are moved in, in the same transaction, before the ATTACH, so a filled 
 partition never blocks creating partitions. All partition DDL runs under one transaction-level
 advisory lock, so racing creators (workers, replicas, the CLI) all succeed.
 
+With ``logs_by_level=False`` (setting LOGS_PARTITION_BY_LEVEL=false, for Citus, which does not
+distribute multi-level partitioned tables) a logs day is one plain partition, and upkeep turns
+existing level-partitioned days into plain ones, rows kept; retention then removes expired
+levels inside a logs day by bounded batched deletes.
+
 Which days get partitions: every day from today to ``premake_days`` ahead (whether or not data
 arrives), and any day that has rows in the DEFAULT partition from the oldest day retention
 still keeps (at most ``BACKFILL_LIMIT`` back when retention is forever) up to ``premake_days``
@@ -136,7 +141,7 @@ def default_days(conn: Connection, table: str) -> dict[date, int]:
     return {day: int(count) for day, count in rows}
 
 
-def create_day(engine: Engine, table: str, day: date) -> int | None:
+def create_day(engine: Engine, table: str, day: date, *, logs_by_level: bool = True) -> int | None:
     """Create ``table``'s partition for ``day`` (moving that day's rows out of the DEFAULT
     partition into it). Returns the rows moved, or None when it already existed."""
     name = partition_name(table, day)
@@ -146,7 +151,7 @@ def create_day(engine: Engine, table: str, day: date) -> int | None:
         if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is not None:
             return None
         like = f"LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE"
-        if table == "logs":
+        if table == "logs" and logs_by_level:
             conn.execute(text(f"CREATE TABLE {name} ({like}) PARTITION BY LIST (level)"))
             for level in LOG_LEVELS:
                 conn.execute(
@@ -175,6 +180,33 @@ def create_day(engine: Engine, table: str, day: date) -> int | None:
     return int(moved)
 
 
+def flatten_logs_day(engine: Engine, day: date) -> int | None:
+    """Turn the level-partitioned logs partition of ``day`` into a single-level one, rows kept
+    (copied in one transaction that holds the logs table's lock: instant for the empty days
+    made ahead, as long as the copy for days with data). Returns the rows copied, or None when
+    the day is not level-partitioned."""
+    name = partition_name("logs", day)
+    lo, hi = bound(day), bound(day + timedelta(days=1))
+    with engine.begin() as conn:
+        lock_partitions(conn)
+        if not is_partitioned(conn, name):
+            return None
+        like = "LIKE logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE"
+        conn.execute(text(f"CREATE TABLE {name}_flat ({like})"))
+        conn.execute(text(f"ALTER TABLE logs DETACH PARTITION {name}"))
+        cols = column_list(conn, "logs")
+        copied = conn.execute(
+            text(f"INSERT INTO {name}_flat ({cols}) SELECT {cols} FROM {name}")
+        ).rowcount
+        conn.execute(text(f"DROP TABLE {name}"))
+        conn.execute(text(f"ALTER TABLE {name}_flat RENAME TO {name}"))
+        conn.execute(
+            text(f"ALTER TABLE logs ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})")
+        )
+    log.info("logs_day_flattened", partition=name, rows=copied)
+    return int(copied)
+
+
 def oldest_kept_day(table: str, policy: Mapping[str, timedelta | None], now: datetime) -> date:
     """The oldest day whose rows ``table``'s retention still keeps (for logs, any level)."""
     if table == "logs":
@@ -189,6 +221,7 @@ def oldest_kept_day(table: str, policy: Mapping[str, timedelta | None], now: dat
 class PartitionReport:
     created: list[str] = field(default_factory=list)
     rows_moved: int = 0
+    flattened: list[str] = field(default_factory=list)
     default_rows: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
 
@@ -199,6 +232,7 @@ def ensure_partitions(
     premake_days: int,
     policy: Mapping[str, timedelta | None],
     now: datetime | None = None,
+    logs_by_level: bool = True,
 ) -> PartitionReport:
     """Partitions from today to ``premake_days`` ahead, and for days stranded in the DEFAULT
     partition (see the module doc); reports what remains there. PostgreSQL only."""
@@ -212,12 +246,32 @@ def ensure_partitions(
                 continue
             existing = set(day_partitions(conn, table))
             stranded = default_days(conn, table)
+            leveled = (
+                sorted(
+                    d
+                    for d, name in day_partitions(conn, "logs").items()
+                    if is_partitioned(conn, name)
+                )
+                if table == "logs" and not logs_by_level
+                else []
+            )
+        for day in leveled:
+            try:
+                if flatten_logs_day(engine, day) is not None:
+                    report.flattened.append(partition_name(table, day))
+            except Exception as exc:  # a lock timeout: the next run tries again
+                report.failed.append(partition_name(table, day))
+                log.warning(
+                    "logs_day_not_flattened",
+                    day=day.isoformat(),
+                    error=str(exc).splitlines()[0][:200],
+                )
         oldest = oldest_kept_day(table, policy, now)
         wanted = {today + timedelta(days=n) for n in range(premake_days + 1)}
         wanted |= {d for d in stranded if oldest <= d <= horizon}
         for day in sorted(wanted - existing):
             try:
-                moved = create_day(engine, table, day)
+                moved = create_day(engine, table, day, logs_by_level=logs_by_level)
             except Exception as exc:  # a lock timeout: the next run tries again
                 report.failed.append(partition_name(table, day))
                 log.warning(
