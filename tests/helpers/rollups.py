@@ -31,6 +31,7 @@ from processor.storage.writer import SqlWriter, create_db_engine
 ROLLUP_TABLES = (
     "rollup_invalidations",
     "endpoint_stats",
+    "endpoint_day_users",
     "metric_aggregates",
     "feature_usage_daily",
     "user_activity_daily",

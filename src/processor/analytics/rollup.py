@@ -32,6 +32,7 @@ from processor.analytics.buckets import DAY, HOUR, days_of, month_of, runs, week
 from processor.analytics.frozen import Floors, Policy, kept, with_whole_days
 from processor.analytics.invalidations import SOURCES
 from processor.analytics.schema import (
+    EndpointDayUser,
     EndpointStat,
     FeatureUsageDaily,
     MetricAggregate,
@@ -116,6 +117,7 @@ def _everything(conn: Connection, result: RoundResult, floors: Floors) -> Dirty:
     conn.execute(delete(RollupInvalidation))
     since: list[tuple[Any, Any, datetime | None]] = [
         (EndpointStat, EndpointStat.bucket_start, floors.endpoints),
+        (EndpointDayUser, EndpointDayUser.day, floors.endpoints),
         (MetricAggregate, MetricAggregate.period_start, floors.metrics),
         (FeatureUsageDaily, FeatureUsageDaily.date, floors.features),
         (UserActivityDaily, UserActivityDaily.date, floors.users),
@@ -124,7 +126,7 @@ def _everything(conn: Connection, result: RoundResult, floors: Floors) -> Dirty:
         if floor is None:
             conn.execute(delete(model))
         else:
-            bound = floor.date() if column.key == "date" else floor
+            bound = floor.date() if column.key in ("date", "day") else floor
             conn.execute(delete(model).where(column >= bound))
     sql = Sql(conn)
     markers = []
