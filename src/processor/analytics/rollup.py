@@ -65,16 +65,18 @@ def run_round(
     rebuild: bool = False,
     now: datetime | None = None,
     policy: Policy | None = None,
+    tiles: bool = True,
 ) -> RoundResult:
     """Bring every rollup up to date once. The caller holds the runner lock. ``policy``: the
-    retention policy, whose cutoffs freeze old buckets (None: nothing is frozen)."""
+    retention policy, whose cutoffs freeze old buckets (None: nothing is frozen). ``tiles``:
+    refresh the dashboard tiles too (the runner does so at most once a minute)."""
     started = time.perf_counter()
     result = RoundResult()
     floors = Floors.of(policy, now or datetime.now(UTC))
     if engine.dialect.name == "postgresql" or rebuild:
         with engine.begin() as conn:
             dirty = _claim(conn, result) if not rebuild else _everything(conn, result, floors)
-            for step in plan(dirty, _projects(conn, dirty), now, floors):
+            for step in plan(dirty, _projects(conn, dirty), now, floors, tiles):
                 result.rows += step(Sql(conn))
     else:
         with engine.connect() as conn:
@@ -84,7 +86,7 @@ def run_round(
             projects = _projects(conn, {})
         newest = max((r[0] for r in rows), default=0)
         dirty = _dirty(((r[1], r[2], r[3]) for r in rows), result)
-        for step in plan(dirty, projects | result.projects, now, floors):
+        for step in plan(dirty, projects | result.projects, now, floors, tiles):
             with engine.begin() as conn:
                 result.rows += step(Sql(conn))
         if rows:
@@ -144,7 +146,11 @@ def _projects(conn: Connection, dirty: Dirty) -> set[int]:
 
 
 def plan(
-    dirty: Dirty, projects: set[int], now: datetime | None = None, floors: Floors | None = None
+    dirty: Dirty,
+    projects: set[int],
+    now: datetime | None = None,
+    floors: Floors | None = None,
+    tiles: bool = True,
 ) -> list[Step]:
     """The recomputations the dirty buckets need, hours before the days built from them;
     frozen buckets (``floors``) are left out."""
@@ -182,7 +188,7 @@ def plan(
     for project, hours in session_hours.items():
         each(sessions.recompute, project, runs(hours, HOUR, HOURS_PER_QUERY))
     when = now or datetime.now(UTC)
-    for project in sorted(projects):
+    for project in sorted(projects) if tiles else ():
         steps.append(partial(_dashboard, project, when))
     return steps
 
