@@ -64,7 +64,7 @@ def generate(url: str, rows: int, log_rows: int, days: int, end: datetime) -> fl
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(
             "TRUNCATE endpoint_usage, feature_usage, user_activity, performance_metrics, logs,"
-            " rollup_invalidations, endpoint_stats, metric_aggregates, feature_usage_daily,"
+            " rollup_invalidations, endpoint_stats, endpoint_day_users, metric_aggregates, feature_usage_daily,"
             " user_activity_daily, dashboard_metrics"
         )
         params = {"end": end, "days": days, "endpoint": rows, "metric": rows // 10}

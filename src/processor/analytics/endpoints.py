@@ -115,7 +115,7 @@ class _Day:
         self.sums: list[float] = []
         self.low: float | None = None
         self.high: float | None = None
-        self.bins = Bins()
+        self.blobs: list[bytes] = []
         self.users = distinct.Union()
 
     def add(self, r: Any) -> None:
@@ -130,7 +130,7 @@ class _Day:
                 r.duration_max_ms if self.high is None else max(self.high, r.duration_max_ms)
             )
         if r.latency_sketch:
-            self.bins.merge(sketch.decode(bytes(r.latency_sketch)))
+            self.blobs.append(r.latency_sketch)
         self.users.add(r.users_sketch)
 
 
@@ -150,7 +150,8 @@ def recompute_days(sql: Sql, project: int, start: datetime, end: datetime) -> in
     users = day_user_counts(sql, project, start.date(), end.date())
     rows = []
     for (day, *key), d in days.items():
-        found = d.bins if d.bins.count else None
+        merged = sketch.merge(d.blobs)
+        found = merged if merged.count else None
         p50, p90, p95, p99 = found.quantiles() if found else (None, None, None, None)
         m: dict[str, Any] = dict(zip(KEY, key, strict=True))
         m.update(
