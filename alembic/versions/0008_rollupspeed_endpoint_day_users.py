@@ -5,6 +5,8 @@ HyperLogLog per row, so unique users over a range merge instead of COUNT DISTINC
 The set is filled here from the raw rows already stored, so day rows recomputed after the
 upgrade stay exact. Existing rows get no users sketch: ranges touching them count their users
 from raw rows, as before, until ``telemetry-processor rollup --rebuild`` writes the sketches.
+The set is the runner's bookkeeping, like rollup_invalidations: the reader role (SQL endpoint,
+analysts' roles) is not granted it.
 
 Revision ID: 0008
 Revises: 0007
