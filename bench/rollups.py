@@ -46,7 +46,7 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/tp_bench_rollups"
 def truncate_rollups(url: str) -> None:
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE rollup_invalidations, endpoint_stats, metric_aggregates,"
+            "TRUNCATE rollup_invalidations, endpoint_stats, endpoint_day_users, metric_aggregates,"
             " feature_usage_daily, user_activity_daily, dashboard_metrics"
         )
 

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from processor.analytics.buckets import month_of, week_of
+from processor.analytics.distinct import Union as UserUnion
 from processor.analytics.sketch import percentile_cont
 from processor.mapping.rows import (
     Batch,
@@ -31,6 +32,7 @@ from processor.storage.writer import SqlWriter, create_db_engine
 ROLLUP_TABLES = (
     "rollup_invalidations",
     "endpoint_stats",
+    "endpoint_day_users",
     "metric_aggregates",
     "feature_usage_daily",
     "user_activity_daily",
@@ -323,6 +325,28 @@ def check_rollups(engine: Engine) -> None:
         for name, q in QS:
             check = assert_exact_percentile if key[0] == "hour" else assert_merged_percentile
             check(g[f"{name}_ms"], w["values"], q)
+        # The users sketch of a row estimates its users (a handful here: exactly).
+        users = UserUnion()
+        users.add(g["users_sketch"])
+        assert users.estimate() == w["unique_users"], key
+    # The day user sets that day rows count are exactly the raw rows' distinct users.
+    want_sets = {
+        (
+            day(r["timestamp"]).date(),
+            r["service_name"] or "",
+            r["endpoint"],
+            r["method"],
+            r["user_id"],
+        )
+        for r in raw(engine, "endpoint_usage", "*")
+        if r["user_id"] is not None and r["project_id"] == 1
+    }
+    got_sets = {
+        (_date(r["day"]), r["service_name"], r["endpoint"], r["method"], r["user_id"])
+        for r in stored(engine, "endpoint_day_users")
+        if r["project_id"] == 1
+    }
+    assert got_sets == want_sets
     if pg:  # PostgreSQL's own percentile_cont lies in the bracket the merged answers are held to
         with engine.connect() as conn:
             for (period, bucket, svc, endpoint, method), w in list(want.items())[:20]:

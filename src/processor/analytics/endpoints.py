@@ -1,32 +1,37 @@
 """endpoint_stats: per (service, endpoint, method) RED numbers per hour and per day.
 
-Hour rows: everything from the bucket's raw rows, percentiles by percentile_cont. Day rows:
-counts, sums, min, max and unique users from the day's raw rows; percentiles and the sketch
-from the day's merged hour sketches (never averaged).
+Hour rows: everything from the bucket's raw rows, percentiles by percentile_cont, plus the
+HyperLogLog of the bucket's users (analytics.distinct); each dirty hour also adds its users to
+the day's exact user set (``endpoint_day_users``). Day rows: from the day's hour rows only —
+counts and sums added, min of mins, max of maxes, latency and user sketches merged (never
+averaged percentiles) — and unique users counted in the day's set. So a round reads the raw
+rows of its dirty hours once, never a whole day of them.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from processor.analytics import sketch
+from processor.analytics import distinct, sketch
 from processor.analytics.schema import EndpointStat
 from processor.analytics.sketch import Bins
-from processor.analytics.sqlparts import Sql, as_hour, replace_scope
+from processor.analytics.sqlparts import Sql, as_date, as_hour, replace_scope
 
 GROUP = "coalesce(service_name, '') AS service_name, endpoint, method"
 KEY = ("service_name", "endpoint", "method")
+WINDOW = "project_id = :project AND timestamp >= :start AND timestamp < :end"
 
 
-def _totals(sql: Sql, bucket: str, percentiles: bool) -> str:
+def _totals(sql: Sql) -> str:
     pct = "".join(
         f", {sql.pct(q, 'duration_ms')} AS {name}"
         for q, name in zip(sketch.QUANTILES, ("p50_ms", "p90_ms", "p95_ms", "p99_ms"), strict=True)
     )
     return f"""
-        SELECT {bucket} AS bucket, {GROUP},
+        SELECT {sql.hour("timestamp")} AS bucket, {GROUP},
             count(*) AS request_count,
             sum(CASE WHEN status_code BETWEEN 500 AND 599 OR span_status = 'error'
                 THEN 1 ELSE 0 END) AS error_count,
@@ -34,11 +39,9 @@ def _totals(sql: Sql, bucket: str, percentiles: bool) -> str:
                 AS client_error_count,
             sum(duration_ms) AS duration_sum_ms,
             min(duration_ms) AS duration_min_ms,
-            max(duration_ms) AS duration_max_ms,
-            count(DISTINCT user_id) AS unique_users
-            {pct if percentiles else ""}
-        FROM endpoint_usage
-        WHERE project_id = :project AND timestamp >= :start AND timestamp < :end
+            max(duration_ms) AS duration_max_ms
+            {pct}
+        FROM endpoint_usage WHERE {WINDOW}
         GROUP BY 1, 2, 3, 4"""
 
 
@@ -49,9 +52,7 @@ def hour_bins(sql: Sql, project: int, start: datetime, end: datetime) -> dict[tu
     for r in sql.rows(
         f"""SELECT {sql.hour("timestamp")}, {GROUP}, {sql.dd_sign(col)}, {sql.dd_key(col)},
                 count(*)
-            FROM endpoint_usage
-            WHERE project_id = :project AND timestamp >= :start AND timestamp < :end
-                AND {sql.finite(col)}
+            FROM endpoint_usage WHERE {WINDOW} AND {sql.finite(col)}
             GROUP BY 1, 2, 3, 4, 5, 6""",
         project=project,
         start=start,
@@ -61,45 +62,132 @@ def hour_bins(sql: Sql, project: int, start: datetime, end: datetime) -> dict[tu
     return found
 
 
+def hour_users(sql: Sql, project: int, start: datetime, end: datetime) -> dict[tuple, Any]:
+    """Each hour group's users as a HyperLogLog (its exact count is the rows it was fed); the
+    same distinct users go into their days' exact sets (users already there stay once). On
+    PostgreSQL one scan does both (a data-modifying CTE); SQLite runs two statements."""
+    pairs = f"""SELECT DISTINCT {sql.hour("timestamp")} AS hour, {GROUP}, user_id
+        FROM endpoint_usage WHERE {WINDOW} AND user_id IS NOT NULL"""
+    columns = "(project_id, day, service_name, endpoint, method, user_id)"
+    if sql.pg:
+        query = f"""WITH pairs AS ({pairs}), added AS (
+                INSERT INTO endpoint_day_users {columns}
+                SELECT DISTINCT :project, CAST(hour AS DATE), service_name, endpoint, method,
+                    user_id FROM pairs
+                ON CONFLICT DO NOTHING)
+            SELECT * FROM pairs"""
+    else:
+        sql.execute(
+            f"""INSERT OR IGNORE INTO endpoint_day_users {columns}
+                SELECT DISTINCT project_id, {sql.day("timestamp")}, {GROUP}, user_id
+                FROM endpoint_usage WHERE {WINDOW} AND user_id IS NOT NULL""",
+            project=project,
+            start=start,
+            end=end,
+        )
+        query = pairs
+    users: dict[tuple, list[str]] = defaultdict(list)
+    for r in sql.rows(query, project=project, start=start, end=end):
+        users[(as_hour(r[0]), r[1], r[2], r[3])].append(r[4])
+    return {k: (len(v), distinct.sketch_of(v)) for k, v in users.items()}
+
+
 def recompute_hours(sql: Sql, project: int, start: datetime, end: datetime) -> int:
     bins = hour_bins(sql, project, start, end)
+    users = hour_users(sql, project, start, end)
     rows = []
-    for r in sql.rows(
-        _totals(sql, sql.hour("timestamp"), True), project=project, start=start, end=end
-    ):
+    for r in sql.rows(_totals(sql), project=project, start=start, end=end):
         m = dict(r._mapping)
         m["bucket_start"] = as_hour(m.pop("bucket"))
-        found = bins.get((m["bucket_start"], *(m[k] for k in KEY)))
+        key = (m["bucket_start"], *(m[k] for k in KEY))
+        found = bins.get(key)
         m["latency_sketch"] = found.encode() if found else None
+        count, hll = users.get(key, (0, distinct.sketch_of(())))
+        m["unique_users"], m["users_sketch"] = count, distinct.encode(hll)
         rows.append(_row(project, "hour", m))
     return _replace(sql, project, "hour", start, end, rows)
 
 
+class _Day:
+    """One day group's hour rows, added up."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.sums: list[float] = []
+        self.low: float | None = None
+        self.high: float | None = None
+        self.blobs: list[bytes] = []
+        self.users = distinct.Union()
+
+    def add(self, r: Any) -> None:
+        for i, n in enumerate((r.request_count, r.error_count, r.client_error_count)):
+            self.counts[i] += int(n)
+        if r.duration_sum_ms is not None:
+            self.sums.append(r.duration_sum_ms)
+        if r.duration_min_ms is not None:
+            self.low = r.duration_min_ms if self.low is None else min(self.low, r.duration_min_ms)
+        if r.duration_max_ms is not None:
+            self.high = (
+                r.duration_max_ms if self.high is None else max(self.high, r.duration_max_ms)
+            )
+        if r.latency_sketch:
+            self.blobs.append(r.latency_sketch)
+        self.users.add(r.users_sketch)
+
+
 def recompute_days(sql: Sql, project: int, start: datetime, end: datetime) -> int:
-    merged: dict[tuple, Bins] = defaultdict(Bins)
+    days: dict[tuple, _Day] = defaultdict(_Day)
     for r in sql.rows(
-        """SELECT bucket_start, service_name, endpoint, method, latency_sketch
+        """SELECT bucket_start, service_name, endpoint, method, request_count, error_count,
+               client_error_count, duration_sum_ms, duration_min_ms, duration_max_ms,
+               latency_sketch, users_sketch
            FROM endpoint_stats WHERE project_id = :project AND period = 'hour'
                AND bucket_start >= :start AND bucket_start < :end""",
         project=project,
         start=start,
         end=end,
     ):
-        if r[4]:
-            day = as_hour(r[0]).replace(hour=0)
-            merged[(day, r[1], r[2], r[3])].merge(sketch.decode(bytes(r[4])))
+        days[(as_hour(r[0]).replace(hour=0), r[1], r[2], r[3])].add(r)
+    users = day_user_counts(sql, project, start.date(), end.date())
     rows = []
-    for r in sql.rows(
-        _totals(sql, sql.day("timestamp"), False), project=project, start=start, end=end
-    ):
-        m = dict(r._mapping)
-        m["bucket_start"] = as_hour(str(m.pop("bucket"))[:10] + " 00")
-        found = merged.get((m["bucket_start"], *(m[k] for k in KEY)))
+    for (day, *key), d in days.items():
+        merged = sketch.merge(d.blobs)
+        found = merged if merged.count else None
         p50, p90, p95, p99 = found.quantiles() if found else (None, None, None, None)
-        m.update(p50_ms=p50, p90_ms=p90, p95_ms=p95, p99_ms=p99)
-        m["latency_sketch"] = found.encode() if found else None
+        m: dict[str, Any] = dict(zip(KEY, key, strict=True))
+        m.update(
+            bucket_start=day,
+            request_count=d.counts[0],
+            error_count=d.counts[1],
+            client_error_count=d.counts[2],
+            duration_sum_ms=math.fsum(d.sums) if d.sums else None,
+            duration_min_ms=d.low,
+            duration_max_ms=d.high,
+            p50_ms=p50,
+            p90_ms=p90,
+            p95_ms=p95,
+            p99_ms=p99,
+            unique_users=users.get((day.date(), *key), 0),
+            latency_sketch=found.encode() if found else None,
+            users_sketch=None if d.users.missing else distinct.encode(d.users.sketch()),
+        )
         rows.append(_row(project, "day", m))
     return _replace(sql, project, "day", start, end, rows)
+
+
+def day_user_counts(sql: Sql, project: int, start: date, end: date) -> dict[tuple, int]:
+    bound = (start, end) if sql.pg else (start.isoformat(), end.isoformat())
+    return {
+        (as_date(r[0]), r[1], r[2], r[3]): int(r[4])
+        for r in sql.rows(
+            """SELECT day, service_name, endpoint, method, count(*) FROM endpoint_day_users
+               WHERE project_id = :project AND day >= :start AND day < :end
+               GROUP BY 1, 2, 3, 4""",
+            project=project,
+            start=bound[0],
+            end=bound[1],
+        )
+    }
 
 
 def _row(project: int, period: str, m: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from processor.analytics.buckets import DAY, HOUR, days_of, month_of, runs, week
 from processor.analytics.frozen import Floors, Policy, kept, with_whole_days
 from processor.analytics.invalidations import SOURCES
 from processor.analytics.schema import (
+    EndpointDayUser,
     EndpointStat,
     FeatureUsageDaily,
     MetricAggregate,
@@ -64,16 +65,18 @@ def run_round(
     rebuild: bool = False,
     now: datetime | None = None,
     policy: Policy | None = None,
+    tiles: bool = True,
 ) -> RoundResult:
     """Bring every rollup up to date once. The caller holds the runner lock. ``policy``: the
-    retention policy, whose cutoffs freeze old buckets (None: nothing is frozen)."""
+    retention policy, whose cutoffs freeze old buckets (None: nothing is frozen). ``tiles``:
+    refresh the dashboard tiles too (the runner does so at most once a minute)."""
     started = time.perf_counter()
     result = RoundResult()
     floors = Floors.of(policy, now or datetime.now(UTC))
     if engine.dialect.name == "postgresql" or rebuild:
         with engine.begin() as conn:
             dirty = _claim(conn, result) if not rebuild else _everything(conn, result, floors)
-            for step in plan(dirty, _projects(conn, dirty), now, floors):
+            for step in plan(dirty, _projects(conn, dirty), now, floors, tiles):
                 result.rows += step(Sql(conn))
     else:
         with engine.connect() as conn:
@@ -83,7 +86,7 @@ def run_round(
             projects = _projects(conn, {})
         newest = max((r[0] for r in rows), default=0)
         dirty = _dirty(((r[1], r[2], r[3]) for r in rows), result)
-        for step in plan(dirty, projects | result.projects, now, floors):
+        for step in plan(dirty, projects | result.projects, now, floors, tiles):
             with engine.begin() as conn:
                 result.rows += step(Sql(conn))
         if rows:
@@ -116,6 +119,7 @@ def _everything(conn: Connection, result: RoundResult, floors: Floors) -> Dirty:
     conn.execute(delete(RollupInvalidation))
     since: list[tuple[Any, Any, datetime | None]] = [
         (EndpointStat, EndpointStat.bucket_start, floors.endpoints),
+        (EndpointDayUser, EndpointDayUser.day, floors.endpoints),
         (MetricAggregate, MetricAggregate.period_start, floors.metrics),
         (FeatureUsageDaily, FeatureUsageDaily.date, floors.features),
         (UserActivityDaily, UserActivityDaily.date, floors.users),
@@ -124,7 +128,7 @@ def _everything(conn: Connection, result: RoundResult, floors: Floors) -> Dirty:
         if floor is None:
             conn.execute(delete(model))
         else:
-            bound = floor.date() if column.key == "date" else floor
+            bound = floor.date() if column.key in ("date", "day") else floor
             conn.execute(delete(model).where(column >= bound))
     sql = Sql(conn)
     markers = []
@@ -142,7 +146,11 @@ def _projects(conn: Connection, dirty: Dirty) -> set[int]:
 
 
 def plan(
-    dirty: Dirty, projects: set[int], now: datetime | None = None, floors: Floors | None = None
+    dirty: Dirty,
+    projects: set[int],
+    now: datetime | None = None,
+    floors: Floors | None = None,
+    tiles: bool = True,
 ) -> list[Step]:
     """The recomputations the dirty buckets need, hours before the days built from them;
     frozen buckets (``floors``) are left out."""
@@ -180,7 +188,7 @@ def plan(
     for project, hours in session_hours.items():
         each(sessions.recompute, project, runs(hours, HOUR, HOURS_PER_QUERY))
     when = now or datetime.now(UTC)
-    for project in sorted(projects):
+    for project in sorted(projects) if tiles else ():
         steps.append(partial(_dashboard, project, when))
     return steps
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+import time
 
 from sqlalchemy.engine import Engine
 
@@ -12,6 +12,25 @@ from processor.ops.scheduler import PeriodicJob
 
 # The advisory lock key every worker and replica shares ("tp" + rollups).
 ROLLUP_LOCK_KEY = 0x7470_0010
+# The dashboard tiles count DAU and sessions over 48 h of raw rows: a runner refreshes them at
+# most this often, not every round (a short ROLLUP_INTERVAL_SECONDS would otherwise spend
+# most of each round on them). `telemetry-processor rollup` always refreshes them.
+TILES_EVERY_SECONDS = 60.0
+
+
+class _Rounds:
+    """The runner's job: a round, with the tiles when they are due."""
+
+    def __init__(self, policy: Policy | None) -> None:
+        self.policy = policy
+        self.tiles_due = 0.0  # time.monotonic() of the next tile refresh
+
+    def __call__(self, engine: Engine) -> RoundResult:
+        tiles = time.monotonic() >= self.tiles_due
+        result = run_round(engine, policy=self.policy, tiles=tiles)
+        if tiles:
+            self.tiles_due = time.monotonic() + TILES_EVERY_SECONDS
+        return result
 
 
 class RollupRunner(PeriodicJob[RoundResult]):
@@ -19,8 +38,9 @@ class RollupRunner(PeriodicJob[RoundResult]):
 
     def __init__(self, engine: Engine, *, interval: float, policy: Policy | None = None) -> None:
         """``policy``: the retention policy; buckets past its raw cutoffs stay frozen."""
-        job = partial(run_round, policy=policy)
-        super().__init__("rollup", engine, job, interval=interval, lock_key=ROLLUP_LOCK_KEY)
+        super().__init__(
+            "rollup", engine, _Rounds(policy), interval=interval, lock_key=ROLLUP_LOCK_KEY
+        )
 
 
 def rollup_once(

@@ -67,6 +67,9 @@ class EndpointStat(Base):
     p99_ms: Mapped[float | None] = mapped_column(Double)
     unique_users: Mapped[int] = mapped_column(BigInteger, nullable=False)
     latency_sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The bucket's distinct users as a HyperLogLog (analytics.distinct), mergeable over a
+    # range; NULL on rows written before revision 0008 (ranges then count raw rows).
+    users_sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
     __table_args__ = (
         Index(
             "ix_endpoint_stats_project_endpoint",
@@ -76,6 +79,21 @@ class EndpointStat(Base):
             "bucket_start",
         ),
     )
+
+
+class EndpointDayUser(Base):
+    """The exact set of users of one (day, service, endpoint, method), fed from each dirty
+    hour's raw rows (insert, ignore what is there): a day row's ``unique_users`` is its count,
+    so a round never re-reads a whole day of raw rows. Forget-user deletes from it; retention
+    drops a day's set with the day's raw rows (the day is frozen from then on)."""
+
+    __tablename__ = "endpoint_day_users"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    service_name: Mapped[str] = mapped_column(s("service_name"), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(s("endpoint"), primary_key=True)
+    method: Mapped[str] = mapped_column(s("method"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(s("user_id"), primary_key=True)
 
 
 class MetricAggregate(Base):
@@ -171,6 +189,7 @@ class DashboardMetric(Base):
 
 ROLLUP_MODELS = (
     EndpointStat,
+    EndpointDayUser,
     MetricAggregate,
     FeatureUsageDaily,
     UserActivityDaily,

@@ -136,32 +136,57 @@ def _client_sessions(sql: Sql, project: int, start: datetime, end: datetime) -> 
             end=end,
         )
     }
-    written = 0
+    # The window that holds every event of every touched session: the dirty hours widened to
+    # the stored rows of those sessions (primary-key look-ups). Its events are read once and
+    # kept for the touched ids; one scan, not one per chunk of ids (session_id has no index).
     ordered = sorted(ids)
+    lo, hi = start, end
     for first in range(0, len(ordered), CHUNK):
-        chunk = ordered[first : first + CHUNK]
         known = _run(
             sql,
             "SELECT min(started_at), max(ended_at) FROM sessions"
             " WHERE project_id = :project AND session_id IN :ids",
-            chunk,
+            ordered[first : first + CHUNK],
             project=project,
         )[0]
-        lo = min(start, as_time(known[0])) if known[0] is not None else start
-        hi = max(end, as_time(known[1])) if known[1] is not None else end
-        where = (
-            "project_id = :project AND session_id IN :ids AND timestamp >= :lo AND timestamp <= :hi"
-        )
-        rows = sessionize(
-            _to_events(_run(sql, _events_sql(where), chunk, project=project, lo=lo, hi=hi))
-        )
-        attach_devices(rows, _logs(sql, where, chunk, project=project, lo=lo, hi=hi))
+        if known[0] is not None:
+            lo, hi = min(lo, as_time(known[0])), max(hi, as_time(known[1]))
+    where = (
+        "project_id = :project AND session_id IS NOT NULL AND timestamp >= :lo AND timestamp <= :hi"
+    )
+    events = [
+        e
+        for e in _to_events(sql.rows(_events_sql(where), project=project, lo=lo, hi=hi))
+        if e.session_id in ids
+    ]
+    rows = sessionize(events)
+    logs = sql.rows(
+        f"""SELECT id, timestamp, user_id, session_id, device_platform, app_version
+            FROM logs WHERE {where}""",
+        project=project,
+        lo=lo,
+        hi=hi,
+    )
+    attach_devices(
+        rows,
+        [
+            SessionLog(as_time(r[1]), _key(r[0]), r[2], r[3], r[4], r[5])
+            for r in logs
+            if r[3] in ids
+        ],
+    )
+    by_id: dict[str, list[SessionRow]] = {}
+    for row in rows:
+        by_id.setdefault(row.session_id, []).append(row)
+    written = 0
+    for first in range(0, len(ordered), CHUNK):
+        chunk = ordered[first : first + CHUNK]
         t = Session
         written += replace_scope(
             sql.conn,
             t,
             [t.project_id == project, t.session_id.in_(chunk)],
-            [_record(r, project) for r in rows],
+            [_record(r, project) for sid in chunk for r in by_id.get(sid, ())],
         )
     return written
 

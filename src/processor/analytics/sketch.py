@@ -9,6 +9,7 @@ form, merged by adding counts, and read back through ddsketch for quantiles.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -122,12 +123,59 @@ def decode(blob: bytes) -> Bins:
     return bins
 
 
+class _Dense:
+    """Bin counts from ``offset`` on, added a whole stored array at a time (C-level loops):
+    merging a range's hundreds of rollup sketches must not cost a Python step per bin."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.counts: list[float] = []
+
+    def add(self, offset: int, counts: Sequence[float]) -> None:
+        if not counts:
+            return
+        if not self.counts:
+            self.offset, self.counts = offset, list(counts)
+            return
+        if offset < self.offset:
+            self.counts[:0] = [0.0] * (self.offset - offset)
+            self.offset = offset
+        short = offset + len(counts) - (self.offset + len(self.counts))
+        if short > 0:
+            self.counts.extend([0.0] * short)
+        i = offset - self.offset
+        part = slice(i, i + len(counts))
+        self.counts[part] = map(operator.add, self.counts[part], counts)
+
+    def into(self, target: dict[int, float]) -> None:
+        for key, count in enumerate(self.counts, self.offset):
+            if count:
+                target[key] = target.get(key, 0.0) + count
+
+
 def merge(blobs: Iterable[bytes | None]) -> Bins:
-    """All sketches added together: the sketch of the union of their values."""
-    total = Bins()
+    """All sketches added together: the sketch of the union of their values (the same bins
+    as decoding each and ``Bins.merge``-ing them in order)."""
+    dense = (_Dense(), _Dense())
+    sparse = Bins()
     for blob in blobs:
-        if blob:
-            total.merge(decode(bytes(blob)))
+        if not blob:
+            continue
+        proto = pb.DDSketch.FromString(bytes(blob))
+        if not math.isclose(proto.mapping.gamma, MAPPING.gamma, rel_tol=1e-12):
+            raise ValueError(f"sketch has gamma {proto.mapping.gamma}, expected {MAPPING.gamma}")
+        sparse.zero += proto.zeroCount
+        for acc, sign, store in (
+            (dense[0], 1, proto.positiveValues),
+            (dense[1], -1, proto.negativeValues),
+        ):
+            acc.add(store.contiguousBinIndexOffset, store.contiguousBinCounts)
+            for key, count in store.binCounts.items():  # the sparse form other writers may use
+                sparse.add(sign, key, count)
+    total = Bins(zero=sparse.zero)
+    dense[0].into(total.positive)
+    dense[1].into(total.negative)
+    total.merge(Bins(sparse.positive, sparse.negative))
     return total
 
 

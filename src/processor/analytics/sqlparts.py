@@ -79,10 +79,17 @@ class Sql:
         )
 
     def rows(self, sql: str, **params: Any) -> list[Any]:
+        return list(self._run(sql, params))
+
+    def execute(self, sql: str, **params: Any) -> int:
+        """A statement that returns no rows; the rows it changed."""
+        return int(self._run(sql, params).rowcount)
+
+    def _run(self, sql: str, params: dict[str, Any]) -> Any:
         from sqlalchemy import text
 
         bound = {k: self.param(v) if isinstance(v, datetime) else v for k, v in params.items()}
-        return list(self.conn.execute(text(sql), bound))
+        return self.conn.execute(text(sql), bound)
 
 
 def utc(when: datetime) -> datetime:

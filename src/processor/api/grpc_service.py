@@ -156,6 +156,7 @@ class AnalyticsServicer(AlertRpcs, pb_grpc.AnalyticsServiceServicer):
                         error_rate=s.error_rate,
                         rpm=s.rpm,
                         unique_users=s.unique_users,
+                        unique_users_estimated=s.unique_users_estimated,
                         **{k: v for k, v in stats(s.latency).items() if k != "avg"},
                     )
                     for s in found

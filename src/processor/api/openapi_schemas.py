@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from processor.alerts.rules import OPS, SEVERITIES
+from processor.analytics import distinct
 from processor.analytics.funnel_machine import MAX_STEPS, MAX_VALUE, MAX_WINDOW_SECONDS, STEP_TYPES
 
 NUM = {"type": "number", "nullable": True}
@@ -136,6 +137,11 @@ SCHEMAS: dict[str, Any] = {
                         "error_rate": {"type": "number", "minimum": 0, "maximum": 1},
                         "rpm": {"type": "number"},
                         "unique_users": INT,
+                        "unique_users_estimated": {
+                            "type": "boolean",
+                            "description": "true: unique_users spans several rollup buckets"
+                            f" and is a {distinct.DESCRIPTION}; false: exact",
+                        },
                         "avg_ms": NUM,
                         **{p: NUM for p in ("p50", "p90", "p95", "p99")},
                     }

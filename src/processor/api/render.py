@@ -67,6 +67,7 @@ def endpoints(period: Period, stats: list[EndpointStat]) -> dict[str, Any]:
                 "error_rate": s.error_rate,
                 "rpm": s.rpm,
                 "unique_users": s.unique_users,
+                "unique_users_estimated": s.unique_users_estimated,
                 "avg_ms": s.latency.avg,
                 **{p: getattr(s.latency, p) for p in PERCENTILES},
             }

@@ -10,9 +10,11 @@ The rules, where a rollup cannot say exactly what ``RawReader`` (the reference) 
 - Counts, errors, sums, min and max add up exactly. Percentiles come from merging the
   buckets' latency sketches (within the sketch's 1 % relative error), never from averaging.
 - Distinct users are not additive: a bucket's ``unique_users`` answers only a group made of
-  one rollup row. A group spanning several rows (several hours, days, services or methods) is
-  counted by one COUNT(DISTINCT user_id) over the raw rows of the range, so the number stays
-  exact; that query is the part of an answer that still reads raw rows.
+  one rollup row, exactly. In the endpoint stats a group spanning several rows (several hours,
+  days, services or methods) is the union of its rows' HyperLogLog sketches, an estimate
+  within ±3.3 % (95 %) flagged ``unique_users_estimated`` (analytics.distinct); only rows
+  written before those sketches existed send it back to one exact COUNT(DISTINCT user_id)
+  over the raw rows of the range. Time series points and features still count raw rows.
 - Feature usage is per day: ranges not aligned to whole UTC days are answered by the raw
   reader. Averages over several days weight each day by its usage count.
 - From raw rows, by the raw reader: logs and features time series (no rollup holds their
@@ -34,10 +36,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from processor.analytics import query, sketch
 from processor.analytics.buckets import DAY, HOUR, month_of, week_of
+from processor.analytics.distinct import Union as UserUnion
 from processor.analytics.invalidations import hour_of
 from processor.analytics.schema import EndpointStat as EndpointRow
 from processor.analytics.schema import FeatureUsageDaily, MetricAggregate
-from processor.analytics.sketch import Bins
 from processor.api.raw_reader import ENDPOINTS, FEATURES, METRICS, RawReader, sort_endpoints
 from processor.api.readers import (
     ActiveUsers,
@@ -70,7 +72,7 @@ class _Group:
     total: float = 0.0
     low: float | None = None
     high: float | None = None
-    bins: Bins = field(default_factory=Bins)
+    blobs: list[bytes] = field(default_factory=list)
 
     def add(
         self,
@@ -94,15 +96,16 @@ class _Group:
         if high is not None:
             self.high = high if self.high is None else max(self.high, high)
         if blob:
-            self.bins.merge(sketch.decode(bytes(blob)))
+            self.blobs.append(blob)
 
     def percentiles(self) -> Percentiles:
-        timed = int(self.bins.count)
+        bins = sketch.merge(self.blobs)  # all at once: array adds, not a Python step per bin
+        timed = int(bins.count)
         if not timed:
             return Percentiles()
         # Every percentile lies within [min, max], which the rollups keep exactly: clamping
         # only removes sketch error (one sample, or all samples equal, come out exact).
-        p50, p90, p95, p99 = (self._clamp(v) for v in self.bins.quantiles())
+        p50, p90, p95, p99 = (self._clamp(v) for v in bins.quantiles())
         return Percentiles(timed, self.total / timed, self.low, self.high, p50, p90, p95, p99)
 
     def _clamp(self, value: float | None) -> float | None:
@@ -212,29 +215,40 @@ class RollupReader:
             m.duration_min_ms,
             m.duration_max_ms,
             m.latency_sketch,
+            m.users_sketch,
         ]
         groups: dict[Key, _Group] = {}
+        unions: dict[Key, UserUnion] = {}
         with self.engine.connect() as conn:
             for r in query.select_pieces(
                 conn, query.ENDPOINTS, project, period.start, period.end, columns, where
             ):
-                groups.setdefault((_service(r[0]), r[1], r[2]), _Group()).add(*r[3:])
-            users = self._users_of(conn, groups, project, period, service)
-        stats = [
-            EndpointStat(
-                svc,
-                endpoint,
-                method,
-                g.count,
-                g.errors,
-                g.client_errors,
-                g.errors / g.count if g.count else 0.0,
-                g.count / period.minutes,
-                users.get((svc, endpoint, method), g.users),
-                g.percentiles(),
+                key = (_service(r[0]), r[1], r[2])
+                groups.setdefault(key, _Group()).add(*r[3:-1])
+                unions.setdefault(key, UserUnion()).add(r[-1])
+            several = {k for k, g in groups.items() if g.rows > 1}
+            fallback = any(unions[k].missing for k in several)
+            exact = self._users_of(conn, groups, project, period, service) if fallback else {}
+        stats = []
+        for key, g in groups.items():
+            estimated = key in several and not fallback
+            if key not in several:
+                users = g.users
+            else:
+                users = unions[key].estimate() if estimated else exact.get(key, 0)
+            stats.append(
+                EndpointStat(
+                    *key,
+                    g.count,
+                    g.errors,
+                    g.client_errors,
+                    g.errors / g.count if g.count else 0.0,
+                    g.count / period.minutes,
+                    users,
+                    g.percentiles(),
+                    unique_users_estimated=estimated,
+                )
             )
-            for (svc, endpoint, method), g in groups.items()
-        ]
         return sort_endpoints(stats, sort)[:limit]
 
     def _distinct_endpoint_users(self, project: int, period: Period) -> dict[Key, int]:

@@ -68,6 +68,8 @@ class RollupRetention:
 # Every rollup table of SPEC §10 that grows with time. Hourly rows under rollups.hour; daily,
 # weekly and monthly rows and sessions (one row per visit, read as daily history) under
 # rollups.day. A month counts as 31 days, so a short month is kept up to 3 days longer.
+# endpoint_day_users (the day user sets day rows count) go with their day's raw rows, under
+# endpoint_usage: the day is frozen from then on and its set is never read again.
 # Not here: dashboard_metrics (current values only), funnels (definitions) and
 # rollup_invalidations (a queue each round empties).
 ROLLUP_TABLES: list[RollupRetention] = [
@@ -88,6 +90,7 @@ ROLLUP_TABLES: list[RollupRetention] = [
     RollupRetention("feature_usage_daily", None, None, "date", "rollups.day", DAY, dates=True),
     RollupRetention("user_activity_daily", None, None, "date", "rollups.day", DAY, dates=True),
     RollupRetention("sessions", None, None, "ended_at", "rollups.day"),
+    RollupRetention("endpoint_day_users", None, None, "day", "endpoint_usage", DAY, dates=True),
 ]
 
 

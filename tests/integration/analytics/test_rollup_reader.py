@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from processor.analytics.rollup import run_round
@@ -200,3 +201,28 @@ def test_an_empty_range_answers_nothing(readers):
     p = Period(start, start)
     assert rollup_reader.endpoint_stats(1, p, None, "requests", 10) == []
     assert rollup_reader.time_series(1, "metrics", "hour", p, SeriesFilters()) == []
+
+
+def test_unique_users_over_several_buckets_are_flagged_estimates(readers):
+    raw_reader, rollup_reader = readers
+    one_hour = rollup_reader.endpoint_stats(1, period("one hour"), None, "endpoint", 1000)
+    assert one_hour and not any(s.unique_users_estimated for s in one_hour)
+    p = period("everything")
+    want = {(s.endpoint, s.method, s.service_name): s.unique_users for s in
+            raw_reader.endpoint_stats(1, p, None, "endpoint", 1000)}  # fmt: skip
+    got = rollup_reader.endpoint_stats(1, p, None, "endpoint", 1000)
+    assert all(s.unique_users_estimated for s in got)
+    # 25 users at most: the HyperLogLog still holds every hash, so the estimate is exact.
+    assert {(s.endpoint, s.method, s.service_name): s.unique_users for s in got} == want
+
+
+def test_rows_without_a_users_sketch_are_counted_exactly_from_raw_rows(engine, readers):
+    raw_reader, rollup_reader = readers
+    with engine.begin() as conn:  # rows as written before revision 0008
+        conn.execute(text("UPDATE endpoint_stats SET users_sketch = NULL WHERE period = 'day'"))
+    p = period("hours, a whole day, hours")
+    want = {(s.endpoint, s.method, s.service_name): s.unique_users for s in
+            raw_reader.endpoint_stats(1, p, None, "endpoint", 1000)}  # fmt: skip
+    got = rollup_reader.endpoint_stats(1, p, None, "endpoint", 1000)
+    assert not any(s.unique_users_estimated for s in got)
+    assert {(s.endpoint, s.method, s.service_name): s.unique_users for s in got} == want

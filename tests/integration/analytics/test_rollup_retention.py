@@ -93,6 +93,7 @@ def test_every_rollup_table_with_history_is_registered():
         ("metric_aggregates", "monthly"): "rollups.day",
         ("feature_usage_daily", None): "rollups.day",
         ("user_activity_daily", None): "rollups.day",
+        ("endpoint_day_users", None): "endpoint_usage",
         ("sessions", None): "rollups.day",
     }
 
