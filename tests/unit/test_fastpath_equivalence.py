@@ -1,0 +1,126 @@
+"""The compiled fast path (mapping/_wire.c) gives exactly the reference's views, rows and
+rejections on generated, hostile, corrupted and random requests, or declines them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from processor.ingest import formats
+from processor.ingest.decode import Signal
+from processor.mapping import RouteContext, fast
+from processor.mapping.privacy import make_hasher
+from tests.helpers.fastpath import compare
+from tests.helpers.otlp_strategies import (
+    BAD_UTF8,
+    field,
+    hostile_requests,
+    log_requests,
+    mutated,
+    nested_kvlist,
+    trace_requests,
+)
+
+EQUIVALENCE = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+CTX = RouteContext(hasher=make_hasher(), project_id=1, now=datetime(2024, 1, 1, tzinfo=UTC))
+KEYED = RouteContext(
+    hasher=make_hasher("k" * 32), project_id=3, now=datetime(2024, 1, 1, tzinfo=UTC)
+)
+
+
+@EQUIVALENCE
+@given(request=trace_requests())
+def test_generated_traces_take_the_fast_path_with_the_same_rows(request):
+    assert compare(Signal.TRACES, request.SerializeToString(), CTX) == "fast"
+
+
+@EQUIVALENCE
+@given(request=log_requests())
+def test_generated_logs_take_the_fast_path_with_the_same_rows(request):
+    assert compare(Signal.LOGS, request.SerializeToString(), KEYED) == "fast"
+
+
+@EQUIVALENCE
+@given(case=hostile_requests())
+def test_hostile_requests_give_the_same_rows_or_are_declined(case):
+    compare(*case, CTX)
+
+
+@EQUIVALENCE
+@given(case=mutated())
+def test_corrupted_requests_give_the_same_rows_or_rejection(case):
+    compare(*case, CTX)
+
+
+@EQUIVALENCE
+@given(signal=st.sampled_from([Signal.TRACES, Signal.LOGS]), data=st.binary(max_size=512))
+def test_random_bytes_give_the_same_rows_or_rejection(signal, data):
+    compare(signal, data, CTX)
+
+
+def span_request(*span_fields: bytes) -> bytes:
+    span = field(1, 2, b"t" * 16) + field(2, 2, b"s" * 8) + field(7, 1, b"\x01" * 8)
+    return field(1, 2, field(2, 2, field(2, 2, span + b"".join(span_fields))))
+
+
+def test_unknown_fields_in_a_span_are_skipped_on_the_fast_path():
+    data = span_request(field(900, 0, 5), field(901, 2, b"\xff\xff"), field(5, 2, b"op"))
+    assert compare(Signal.TRACES, data, CTX) == "fast"
+
+
+@pytest.mark.parametrize("bad", BAD_UTF8)
+def test_invalid_utf8_is_left_to_the_reference_repair(bad):
+    data = span_request(field(9, 2, field(1, 2, b"key") + field(2, 2, field(1, 2, bad))))
+    assert compare(Signal.TRACES, data, CTX) == "declined"
+
+
+def test_nesting_deeper_than_the_walker_goes_is_left_to_the_reference():
+    deep = field(9, 2, field(1, 2, b"deep") + field(2, 2, nested_kvlist(70, b"x")))
+    assert compare(Signal.TRACES, span_request(deep), CTX) == "declined"
+
+
+def test_a_log_record_upb_would_reserialize_differently_is_left_to_the_reference():
+    record = field(12, 2, b"evt") + field(1, 1, b"\x01" * 8)  # out of field order
+    data = field(1, 2, field(2, 2, field(2, 2, record)))
+    assert compare(Signal.LOGS, data, CTX) == "declined"
+
+
+def test_truncated_request_is_refused_with_the_reference_error():
+    data = span_request(field(5, 2, b"op"))[:-1]
+    assert compare(Signal.TRACES, data, CTX) == "invalid"
+
+
+def test_formats_use_the_fast_path_unless_it_is_off(monkeypatch):
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"t" * 16, span_id=b"s" * 8, name="op", start_time_unix_nano=1
+    )
+    calls: list[bytes] = []
+    walk = fast.walk_traces
+    monkeypatch.setattr(fast, "walk_traces", lambda data: calls.append(data) or walk(data))
+    data = request.SerializeToString()
+    fast_batch, _ = formats.OTLP_PROTOBUF[Signal.TRACES].process(data, CTX, 1000)
+    assert calls == [data]
+    fast.configure("off")
+    try:
+        assert fast.walk_traces is not walk and walk(data) is None
+        reference, _ = formats.OTLP_PROTOBUF[Signal.TRACES].process(data, CTX, 1000)
+    finally:
+        fast.configure("auto")
+    assert fast_batch == reference and fast_batch.received == 1
+
+
+def test_logs_format_routes_fast_views():
+    request = ExportLogsServiceRequest()
+    request.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=5)
+    batch, _ = formats.OTLP_PROTOBUF[Signal.LOGS].process(request.SerializeToString(), CTX, 10)
+    assert len(batch.rows["logs"]) == 1
