@@ -304,6 +304,32 @@ static PyObject *S_STACK_KEY, *S_TOO_DEEP_LIST, *S_TOO_DEEP_DICT, *S_TRUNCATED, 
     *S_EMPTY;
 static const char STACK_KEY[] = "exception.stacktrace";
 
+/* Short ASCII strings repeat across spans (attribute keys, methods, routes, service names):
+ * one str object per distinct text, found by hash, saves decoding it and hashing it again
+ * (str caches its hash) for every span. A slot holds the last text that hashed to it. */
+#define SHORT_TEXT 48
+#define SHORT_SLOTS 1024
+static PyObject *SHORT[SHORT_SLOTS];
+
+static PyObject *short_text(const uint8_t *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
+    PyObject **slot = &SHORT[h & (SHORT_SLOTS - 1)];
+    PyObject *cached = *slot;
+    if (cached != NULL && (size_t)PyUnicode_GET_LENGTH(cached) == n &&
+        memcmp(PyUnicode_DATA(cached), s, n) == 0) {
+        Py_INCREF(cached);
+        return cached;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)n, "strict");
+    if (text == NULL) return NULL;
+    if (PyUnicode_IS_COMPACT_ASCII(text)) { /* then its data are exactly these bytes */
+        Py_INCREF(text);
+        Py_XSETREF(*slot, text);
+    }
+    return text;
+}
+
 /* values.clean(): the text without NUL characters, at most ``limit`` code points. The bytes
  * are valid UTF-8 (validated before). */
 static PyObject *clean_text(const uint8_t *s, size_t n, Py_ssize_t limit) {
@@ -312,6 +338,7 @@ static PyObject *clean_text(const uint8_t *s, size_t n, Py_ssize_t limit) {
         return S_EMPTY;
     }
     const uint8_t *nul = memchr(s, 0, n);
+    if (nul == NULL && n <= SHORT_TEXT) return short_text(s, n);
     uint8_t *copy = NULL;
     if (nul != NULL) {
         copy = PyMem_Malloc(n);
@@ -519,6 +546,7 @@ static PyObject *string_of(const Field *f) {
         Py_INCREF(S_EMPTY);
         return S_EMPTY;
     }
+    if (f->len <= SHORT_TEXT) return short_text(f->data, f->len);
     return PyUnicode_DecodeUTF8((const char *)f->data, (Py_ssize_t)f->len, "strict");
 }
 

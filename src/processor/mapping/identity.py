@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from processor.mapping.privacy import Hasher, scrub_mapping, scrub_value
+from processor.mapping.privacy import SENSITIVE_KEYS, Hasher, scrub_mapping, scrub_value
 from processor.mapping.rows import LENGTHS, UserPropertyRow
 from processor.mapping.values import clean, dumps, lookup, row_id, text
 
@@ -83,7 +83,12 @@ def scrubbed_attributes(attrs: Mapping[str, Any], hasher: Hasher) -> dict[str, A
     out: dict[str, Any] = {}
     for key, value in attrs.items():
         kind = type(value)
-        if (kind is str and len(value) <= _MEMO_LENGTH) or kind is int or kind is bool:
+        if kind is str and "@" not in value and "." not in value and ":" not in value:
+            # scrub_text() keeps it; only a sensitive key hashes it
+            out[key] = (
+                value if key not in SENSITIVE_KEYS else _scrub_entry(hasher, key, False, value)
+            )
+        elif (kind is str and len(value) <= _MEMO_LENGTH) or kind is int or kind is bool:
             out[key] = _scrub_entry(hasher, key, kind is bool, value)
         else:
             out[key] = scrub_mapping({key: value}, hasher)[key]
