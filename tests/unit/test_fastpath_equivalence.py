@@ -124,3 +124,18 @@ def test_logs_format_routes_fast_views():
     request.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=5)
     batch, _ = formats.OTLP_PROTOBUF[Signal.LOGS].process(request.SerializeToString(), CTX, 10)
     assert len(batch.rows["logs"]) == 1
+
+
+def test_unknown_fields_inside_values_are_skipped_like_upb():
+    """Found by the fuzzer: an unknown field inside an ArrayValue is not an item."""
+    item = field(1, 2, b"a")
+    array = field(5, 2, field(1, 2, item) + field(9, 2, b"\x0a\x05") + field(1, 2, item))
+    kvlist = field(6, 2, field(1, 2, field(1, 2, b"k") + field(2, 2, item)) + field(7, 0, 1))
+    any_value = field(30, 0, 3) + field(3, 0, 42)
+    data = span_request(
+        *(
+            field(9, 2, field(1, 2, key) + field(2, 2, value) + field(3, 5, b"\0\0\0\0"))
+            for key, value in ((b"array", array), (b"kvlist", kvlist), (b"int", any_value))
+        )
+    )
+    assert compare(Signal.TRACES, data, CTX) == "fast"

@@ -434,6 +434,7 @@ static PyObject *any_value(const uint8_t *p, size_t n, int depth, Py_ssize_t lim
         Reader items = {f.data, f.data + f.len};
         Field item;
         while (PyList_GET_SIZE(list) < MAX_ITEMS && (rc = next_field(&items, &item)) == 0) {
+            if (item.number != 1) continue; /* an unknown field (validated) */
             PyObject *v = any_value(item.data, item.len, depth + 1, MAX_STRING);
             if (v == NULL || PyList_Append(list, v) < 0) {
                 Py_XDECREF(v);
