@@ -2,14 +2,14 @@
 # Run the fast-path tests against an AddressSanitizer + UBSan build of the wire walker.
 #   tests/fuzz/asan_tests.sh [pytest args]   (default: the equivalence and router unit tests)
 # Replaces src/processor/mapping/_wire*.so with the sanitized build for the run and rebuilds
-# the normal one afterwards (as the build hook does).
+# the normal one afterwards (the build hook's flags).
 set -eu
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
 INCLUDE=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 SUFFIX=$($PY -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 TARGET=src/processor/mapping/_wire$SUFFIX
-restore() { $PY -c 'import hatch_build, pathlib; hatch_build.compile_extension(pathlib.Path("src/processor/mapping/_wire.c"))'; }
+restore() { gcc -shared -fPIC -O2 -I"$INCLUDE" src/processor/mapping/_wire.c -o "$TARGET"; }
 trap restore EXIT
 gcc -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
     -fno-sanitize-recover=undefined -I"$INCLUDE" src/processor/mapping/_wire.c -o "$TARGET"
