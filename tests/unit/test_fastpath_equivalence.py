@@ -14,8 +14,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from processor.ingest import formats
 from processor.ingest.decode import Signal
 from processor.mapping import RouteContext, fast
-from processor.mapping.privacy import make_hasher
-from tests.helpers.fastpath import compare
+from processor.mapping.identity import scrubbed_attributes
+from processor.mapping.privacy import (
+    SENSITIVE_KEYS,
+    make_hasher,
+    scrub_candidates,
+    scrub_mapping,
+)
+from tests.helpers.fastpath import compare, require_extension, strict
 from tests.helpers.otlp_strategies import (
     BAD_UTF8,
     field,
@@ -139,3 +145,34 @@ def test_unknown_fields_inside_values_are_skipped_like_upb():
         )
     )
     assert compare(Signal.TRACES, data, CTX) == "fast"
+
+
+@EQUIVALENCE
+@given(
+    attrs=st.dictionaries(
+        st.one_of(st.sampled_from(sorted(SENSITIVE_KEYS)), st.text(max_size=12)),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.floats(allow_nan=True),
+            st.text(max_size=20),
+            st.sampled_from(["a@b", "1.2", "::1", "plain", "é:"]),
+            st.lists(st.text(max_size=3), max_size=2),
+            st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+        ),
+        max_size=8,
+    )
+)
+def test_compiled_scrub_pass_keeps_what_the_python_pass_keeps(attrs):
+    wire = require_extension()
+    compiled = wire.scrub_candidates(attrs, SENSITIVE_KEYS)
+    assert strict(compiled) == strict(scrub_candidates(attrs, SENSITIVE_KEYS))
+    hasher = make_hasher()
+    fast.configure("off")
+    try:
+        reference = scrubbed_attributes(attrs, hasher)
+    finally:
+        fast.configure("auto")
+    assert strict(scrubbed_attributes(attrs, hasher)) == strict(reference)
+    assert strict(reference) == strict(scrub_mapping(attrs, hasher))

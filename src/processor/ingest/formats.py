@@ -75,13 +75,13 @@ def _protobuf(signal: Signal) -> Callable[[bytes], Message]:
 def trace_views_of(data: bytes) -> list[ResourceView]:
     """OTLP protobuf traces as views: the compiled fast path, else the reference (upb)."""
     views = fast.walk_traces(data)
-    return views if views is not None else trace_views(decode(Signal.TRACES, data))  # type: ignore[arg-type]
+    return views if views is not None else trace_views(decode(Signal.TRACES, data))
 
 
 def log_views_of(data: bytes) -> list[ResourceView]:
     """OTLP protobuf logs as views: the compiled fast path, else the reference (upb)."""
     views = fast.walk_logs(data)
-    return views if views is not None else log_views(decode(Signal.LOGS, data))  # type: ignore[arg-type]
+    return views if views is not None else log_views(decode(Signal.LOGS, data))
 
 
 def _views_route(

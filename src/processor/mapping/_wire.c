@@ -747,7 +747,46 @@ static PyObject *walk_logs(PyObject *self, PyObject *arg) {
     return walk_signal(arg, M_LOGS_REQ, log_view, 1);
 }
 
+/* identity.scrubbed_attributes' first pass: a copy of ``attrs`` and the keys whose values
+ * privacy.scrub_mapping() may change. The others it keeps as they are: a key not in
+ * ``sensitive`` with None, an int, a bool, a float, or a str without '@', '.' and ':' (what
+ * privacy.scrub_text() returns unchanged). */
+static PyObject *scrub_candidates(PyObject *self, PyObject *args) {
+    PyObject *attrs, *sensitive;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &attrs, &PyFrozenSet_Type, &sensitive))
+        return NULL;
+    PyObject *out = PyDict_Copy(attrs);
+    PyObject *todo = PyList_New(0);
+    if (out == NULL || todo == NULL) goto fail;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(attrs, &pos, &key, &value)) {
+        int keep;
+        int is_sensitive = PySet_Contains(sensitive, key);
+        if (is_sensitive < 0) goto fail;
+        if (is_sensitive) {
+            keep = 0;
+        } else if (PyUnicode_CheckExact(value)) {
+            Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+            keep = PyUnicode_FindChar(value, '@', 0, n, 1) == -1 &&
+                   PyUnicode_FindChar(value, '.', 0, n, 1) == -1 &&
+                   PyUnicode_FindChar(value, ':', 0, n, 1) == -1;
+        } else {
+            keep = value == Py_None || PyLong_CheckExact(value) || PyBool_Check(value) ||
+                   PyFloat_CheckExact(value);
+        }
+        if (!keep && PyList_Append(todo, key) < 0) goto fail;
+    }
+    return Py_BuildValue("(NN)", out, todo);
+fail:
+    Py_XDECREF(out);
+    Py_XDECREF(todo);
+    return NULL;
+}
+
 static PyMethodDef METHODS[] = {
+    {"scrub_candidates", scrub_candidates, METH_VARARGS,
+     "(attrs, sensitive keys) -> (a copy of attrs, the keys privacy.scrub_mapping may change)"},
     {"walk_traces", walk_traces, METH_O,
      "ExportTraceServiceRequest bytes -> [(resource attributes, resource bytes, [SpanView "
      "tuple])], or None when the reference must decide."},

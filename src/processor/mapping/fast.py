@@ -11,12 +11,13 @@ every request takes the reference.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
 import structlog
 
-from processor.mapping import values
+from processor.mapping import privacy, values
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,9 @@ def _load() -> tuple[ModuleType | None, str]:
 _WIRE, UNAVAILABLE_REASON = _load()
 # On unless configure("off"); the server calls configure() once at start.
 _enabled = _WIRE is not None
+# identity.scrubbed_attributes' first pass: compiled, or the reference in privacy.py.
+scrub_candidates: Callable[[Mapping[str, Any], frozenset[str]], tuple[dict[str, Any], list[str]]]
+scrub_candidates = _WIRE.scrub_candidates if _WIRE is not None else privacy.scrub_candidates
 
 
 def available() -> bool:
@@ -48,8 +52,9 @@ def enabled() -> bool:
 def configure(mode: str) -> None:
     """``auto``: the fast path when it was built (a warning at start when not); ``off``:
     always the pure-Python reference."""
-    global _enabled
+    global _enabled, scrub_candidates
     _enabled = mode == "auto" and _WIRE is not None
+    scrub_candidates = _WIRE.scrub_candidates if _enabled and _WIRE else privacy.scrub_candidates
     if mode == "auto" and _WIRE is None:
         log.warning("fast_path_unavailable", reason=UNAVAILABLE_REASON, using="python")
     else:
