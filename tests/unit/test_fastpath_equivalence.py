@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -21,6 +22,7 @@ from processor.mapping.privacy import (
     scrub_candidates,
     scrub_mapping,
 )
+from processor.settings import Settings, SettingsError
 from tests.helpers.fastpath import compare, require_extension, strict
 from tests.helpers.otlp_strategies import (
     BAD_UTF8,
@@ -176,3 +178,29 @@ def test_compiled_scrub_pass_keeps_what_the_python_pass_keeps(attrs):
         fast.configure("auto")
     assert strict(scrubbed_attributes(attrs, hasher)) == strict(reference)
     assert strict(reference) == strict(scrub_mapping(attrs, hasher))
+
+
+def test_without_the_extension_the_reference_routes_and_start_warns(monkeypatch):
+    monkeypatch.setattr(fast, "_WIRE", None)
+    monkeypatch.setattr(fast, "UNAVAILABLE_REASON", "No module named '_wire'")
+    with structlog.testing.capture_logs() as logs:
+        fast.configure("auto")
+    try:
+        assert [e["event"] for e in logs] == ["fast_path_unavailable"]
+        assert logs[0]["log_level"] == "warning" and "_wire" in logs[0]["reason"]
+        assert not fast.enabled() and fast.scrub_candidates is scrub_candidates
+        request = ExportLogsServiceRequest()
+        request.resource_logs.add().scope_logs.add().log_records.add(time_unix_nano=5)
+        batch, _ = formats.OTLP_PROTOBUF[Signal.LOGS].process(request.SerializeToString(), CTX, 9)
+        assert len(batch.rows["logs"]) == 1
+    finally:
+        monkeypatch.undo()
+        fast.configure("auto")
+    assert fast.enabled()
+
+
+def test_fast_path_setting_is_auto_or_off():
+    assert Settings.from_env({}).fast_path == "auto"
+    assert Settings.from_env({"FAST_PATH": "OFF"}).fast_path == "off"
+    with pytest.raises(SettingsError, match="FAST_PATH"):
+        Settings.from_env({"FAST_PATH": "fast"})
