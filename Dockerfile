@@ -2,8 +2,9 @@
 # Build stage: compile a wheel and install it with its dependencies into a venv.
 FROM python:3.11-slim AS build
 WORKDIR /src
-# npm installs the web UI's charting library (ui/package-lock.json) for the build hook.
-RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
+# npm installs the web UI's charting library (ui/package-lock.json) for the build hook; gcc
+# compiles the OTLP fast path (src/processor/mapping/_wire.c).
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH

@@ -1,6 +1,7 @@
 """Hatchling build hook: compile protos/**/*.proto with grpcio-tools at build time, and copy
 the web UI's charting library (Chart.js, installed by npm from ui/package-lock.json) into the
-package.
+package, and compile the OTLP fast path (src/processor/mapping/_wire.c) with the machine's C
+compiler, as sysconfig describes it.
 
 The generated files are written beside the sources (src/<package path of the .proto>,
 src/processor/ui/static/vendor/), so an editable install serves them from the checkout; a
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,11 @@ class ProtoBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         out = root / "src"
         generated = compile_protos(protos, out)
         generated += vendor_ui(root / "ui", out / "processor" / "ui" / "static" / "vendor")
+        extension = compile_extension(out / "processor" / "mapping" / "_wire.c")
+        if extension is not None:
+            generated.append(extension)
+            build_data["pure_python"] = False
+            build_data["infer_tag"] = True
         if version != "editable":
             for path in generated:
                 build_data["force_include"][str(path)] = str(path.relative_to(out))
@@ -83,3 +91,24 @@ def vendor_ui(source: Path, dest: Path) -> list[Path]:
         shutil.copyfile(source / "node_modules" / name, path)
         written.append(path)
     return written
+
+
+def compile_extension(source: Path) -> Path | None:
+    """Compile the C fast path beside its source; on failure warn and return None (the
+    processor then routes with the pure-Python mapper and says so at start)."""
+    target = source.with_name(source.stem + sysconfig.get_config_var("EXT_SUFFIX"))
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()
+    flags = [
+        "-shared",
+        "-fPIC",
+        "-O2",
+        "-Wall",
+        "-Werror=implicit-function-declaration",
+        f"-I{sysconfig.get_paths()['include']}",
+    ]
+    try:
+        subprocess.run([*compiler, *flags, str(source), "-o", str(target)], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"warning: the OTLP fast path was not compiled ({exc})", file=sys.stderr)
+        return None
+    return target

@@ -1,8 +1,9 @@
 """Routing throughput, CPU only: ``python -m bench.routing [--rounds N]``.
 
-Times ``route_traces`` and ``route_logs`` (no server, no database) over requests parsed once
-beforehand, and reports the median items/s of N rounds in process CPU time, so other load
-on the machine disturbs it less. Workloads:
+Times decoding and routing from the request bytes (``WireFormat.process``: no server, no
+database), once with the compiled fast path and once with the pure-Python reference
+(``FAST_PATH=off``), interleaved in the same rounds, and reports the median items/s of N
+rounds in process CPU time, so other load on the machine disturbs it less. Workloads:
 
 - traces, logs: the requests ``bench.workload`` sends (no parent links).
 - middleware: traces whose SERVER span has no identity and a child INTERNAL span sets
@@ -20,12 +21,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from bench.workload import ITEMS_PER_REQUEST, kv, logs_template, trace_template
-from processor.mapping import RouteContext, route_logs, route_traces
+from processor.ingest.decode import Signal
+from processor.ingest.formats import OTLP_PROTOBUF
+from processor.mapping import RouteContext, fast
 from processor.mapping.privacy import make_hasher
 
 T0 = 1_700_000_000_000_000_000
@@ -83,30 +85,51 @@ def main() -> None:
     ctx = RouteContext(hasher=make_hasher(), project_id=1, now=datetime.now(UTC))
     traces = [trace_template(i).render(i + 1) for i in range(n)]
     logs = [logs_template(i).render(i + 1) for i in range(n)]
-    workloads: dict[str, tuple[Callable[[Any, RouteContext], Any], list[Any]]] = {
-        "traces": (route_traces, [ExportTraceServiceRequest.FromString(t) for t in traces]),
-        "logs": (route_logs, [ExportLogsServiceRequest.FromString(b) for b in logs]),
+    workloads: dict[str, tuple[Signal, list[bytes]]] = {
+        "traces": (Signal.TRACES, traces),
+        "logs": (Signal.LOGS, logs),
         "middleware": (
-            route_traces,
-            [middleware_request(i, server_identity=False) for i in range(n)],
+            Signal.TRACES,
+            [middleware_request(i, server_identity=False).SerializeToString() for i in range(n)],
         ),
         "middleware-complete": (
-            route_traces,
-            [middleware_request(i, server_identity=True) for i in range(n)],
+            Signal.TRACES,
+            [middleware_request(i, server_identity=True).SerializeToString() for i in range(n)],
         ),
     }
-    rates: dict[str, list[float]] = {name: [] for name in workloads}
-    for route, requests in workloads.values():  # warm the hash and scrub caches
-        for request in requests:
-            route(request, ctx)
+    modes = ("fast", "reference") if fast.available() else ("reference",)
+    if not fast.available():
+        print(f"fast path unavailable ({fast.UNAVAILABLE_REASON}): reference only")
+
+    def run(mode: str, signal: Signal, requests: list[bytes]) -> float:
+        fast.configure("auto" if mode == "fast" else "off")
+        process: Callable[[bytes, RouteContext, int], Any] = OTLP_PROTOBUF[signal].process
+        started = time.process_time()
+        for data in requests:
+            process(data, ctx, 1000)
+        return time.process_time() - started
+
+    rates: dict[tuple[str, str], list[float]] = {
+        (name, mode): [] for name in workloads for mode in modes
+    }
+    for name, mode in rates:  # warm the hash and scrub caches
+        run(mode, *workloads[name])
     for _ in range(args.rounds):
-        for name, (route, requests) in workloads.items():
-            started = time.process_time()
-            for request in requests:
-                route(request, ctx)
-            rates[name].append(len(requests) * ITEMS_PER_REQUEST / (time.process_time() - started))
-    for name, values in rates.items():
-        print(f"{name:20s} {statistics.median(values):9.0f} items/s (median of {args.rounds})")
+        for name, mode in rates:
+            seconds = run(mode, *workloads[name])
+            rates[name, mode].append(len(workloads[name][1]) * ITEMS_PER_REQUEST / seconds)
+    for (name, mode), values in rates.items():
+        rate = statistics.median(values)
+        print(
+            f"{name:20s} {mode:9s} {rate:9.0f} items/s {1e6 / rate:6.1f} µs/item "
+            f"(median of {args.rounds})"
+        )
+    if len(modes) == 2:
+        for name in workloads:
+            ratios = [
+                f / r for f, r in zip(rates[name, "fast"], rates[name, "reference"], strict=True)
+            ]
+            print(f"{name:20s} fast/reference {statistics.median(ratios):.2f}x")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from processor.ingest.http import HttpReceiver
 from processor.ingest.pipeline import Pipeline
 from processor.ingest.ratelimit import RateLimiter, SharedBuckets
 from processor.lifecycle import Component
+from processor.mapping import fast
 from processor.mapping.privacy import make_hasher
 from processor.ops import health, self_metrics
 from processor.settings import Settings, redact_url
@@ -145,6 +146,7 @@ class App:
         return self.http.port
 
     async def start(self) -> None:
+        fast.configure(self.settings.fast_path)
         for stage in self.stages[:-1]:
             for component in stage:
                 await component.start()

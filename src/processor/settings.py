@@ -135,6 +135,9 @@ class Settings:
     alert_webhook_allowed_hosts: tuple[str, ...] = ()
     # Which of `serve --workers N`'s processes this is (0 starts the others).
     worker_index: int = 0
+    # OTLP protobuf traces and logs: `auto` = the compiled fast path when it was built (a
+    # warning at start when not), `off` = always the pure-Python reference mapper.
+    fast_path: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -204,6 +207,8 @@ class Settings:
             )
         if env.get("LOG_LEVEL"):
             values["log_level"] = env["LOG_LEVEL"].strip().upper()
+        if env.get("FAST_PATH"):
+            values["fast_path"] = env["FAST_PATH"].strip().lower()
         if env.get("LOG_FORMAT"):
             values["log_format"] = env["LOG_FORMAT"].strip().lower()
         if env.get("USER_ID_HASH_KEY"):
@@ -247,6 +252,8 @@ class Settings:
             raise SettingsError(f"LOG_LEVEL must be one of {', '.join(_LEVELS)}")
         if self.log_format not in ("json", "console"):
             raise SettingsError("LOG_FORMAT must be json or console")
+        if self.fast_path not in ("auto", "off"):
+            raise SettingsError("FAST_PATH must be auto or off")
         if self.user_id_hash_key is not None and len(self.user_id_hash_key.encode()) < 32:
             raise SettingsError("USER_ID_HASH_KEY must be at least 32 bytes long")
         positive = {

@@ -15,13 +15,17 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 from processor.ingest.decode import Signal, decode, decode_json, json_document
 from processor.mapping import (
     RouteContext,
+    fast,
     log_ingestion,
     route_logs,
     route_metrics,
     route_traces,
     telling_logger,
 )
+from processor.mapping.logs import route_log_views
 from processor.mapping.rows import Batch
+from processor.mapping.traces import route_trace_views
+from processor.mapping.views import ResourceView, log_views, trace_views
 
 # Routed rows, plus the reply a JSON API promises (None for OTLP, answered by `response`).
 Routed = tuple[Batch, dict[str, Any] | None]
@@ -68,12 +72,41 @@ def _protobuf(signal: Signal) -> Callable[[bytes], Message]:
     return lambda data: decode(signal, data)
 
 
+def trace_views_of(data: bytes) -> list[ResourceView]:
+    """OTLP protobuf traces as views: the compiled fast path, else the reference (upb)."""
+    views = fast.walk_traces(data)
+    return views if views is not None else trace_views(decode(Signal.TRACES, data))
+
+
+def log_views_of(data: bytes) -> list[ResourceView]:
+    """OTLP protobuf logs as views: the compiled fast path, else the reference (upb)."""
+    views = fast.walk_logs(data)
+    return views if views is not None else log_views(decode(Signal.LOGS, data))
+
+
+def _views_route(
+    router: Callable[[Any, RouteContext], Batch],
+) -> Callable[[Any, RouteContext, int], Routed]:
+    def route(views: Any, ctx: RouteContext, _max_batch_size: int) -> Routed:
+        return router(views, ctx), None
+
+    return route
+
+
 def _json(signal: Signal) -> Callable[[bytes], Message]:
     return lambda data: decode_json(signal, data)
 
 
 OTLP_PROTOBUF = {
-    s: WireFormat(f"otlp-protobuf-{s}", str(s), _protobuf(s), _otlp_route(s)) for s in Signal
+    Signal.TRACES: WireFormat(
+        "otlp-protobuf-traces", "traces", trace_views_of, _views_route(route_trace_views)
+    ),
+    Signal.LOGS: WireFormat(
+        "otlp-protobuf-logs", "logs", log_views_of, _views_route(route_log_views)
+    ),
+    Signal.METRICS: WireFormat(
+        "otlp-protobuf-metrics", "metrics", _protobuf(Signal.METRICS), _otlp_route(Signal.METRICS)
+    ),
 }
 OTLP_JSON = {s: WireFormat(f"otlp-json-{s}", str(s), _json(s), _otlp_route(s)) for s in Signal}
 TELLING_LOGGER = WireFormat(

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from processor.mapping.privacy import Hasher, scrub_mapping, scrub_value
+from processor.mapping import fast
+from processor.mapping.privacy import SENSITIVE_KEYS, Hasher, scrub_mapping, scrub_value
 from processor.mapping.rows import LENGTHS, UserPropertyRow
 from processor.mapping.values import clean, dumps, lookup, row_id, text
 
@@ -36,8 +37,7 @@ class RouteContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):  # a tuple: built per record, 3x cheaper than a frozen dataclass
     user_id: str | None
     organization_id: str | None
     session_id: str | None
@@ -79,9 +79,13 @@ def _scrub_entry(hasher: Hasher, key: str, is_bool: bool, value: Any) -> Any:
 
 
 def scrubbed_attributes(attrs: Mapping[str, Any], hasher: Hasher) -> dict[str, Any]:
-    """Exactly ``scrub_mapping(attrs, hasher)``, remembering the result of common entries."""
-    out: dict[str, Any] = {}
-    for key, value in attrs.items():
+    """Exactly ``scrub_mapping(attrs, hasher)``, remembering the result of common entries.
+
+    Its first pass (which values scrubbing keeps as they are) is ``fast.scrub_candidates``:
+    compiled with the fast path, else ``privacy.scrub_candidates``."""
+    out, todo = fast.scrub_candidates(attrs, SENSITIVE_KEYS)
+    for key in todo:
+        value = attrs[key]
         kind = type(value)
         if (kind is str and len(value) <= _MEMO_LENGTH) or kind is int or kind is bool:
             out[key] = _scrub_entry(hasher, key, kind is bool, value)

@@ -32,49 +32,50 @@ from processor.mapping.values import (
     PERFORMANCE_LOG_ATTRIBUTES,
     SPAN_ID_BYTES,
     TRACE_ID_BYTES,
-    any_value,
-    attributes,
     clean,
     dumps,
     level_of,
-    long_text,
     row_id,
     timestamp,
     to_float,
 )
+from processor.mapping.views import LogView, ResourceView, log_views, stack_text
 
 
 def route_logs(request: ExportLogsServiceRequest, ctx: RouteContext) -> Batch:
+    """The reference: a upb-decoded request."""
+    return route_log_views(log_views(request), ctx)
+
+
+def route_log_views(resources: Sequence[ResourceView], ctx: RouteContext) -> Batch:
+    """Route log records read by either source (``views.log_views`` or the fast path)."""
     batch = Batch()
-    for resource_logs in request.resource_logs:
-        resource = attributes(resource_logs.resource.attributes)
-        resource_key = hashlib.blake2b(
-            resource_logs.resource.SerializeToString(deterministic=True), digest_size=16
-        ).hexdigest()
+    for resource, raw_resource, records in resources:
+        resource_key = hashlib.blake2b(raw_resource, digest_size=16).hexdigest()
         base = identity(ctx.hasher, resource)
-        for scope_logs in resource_logs.scope_logs:
-            for record in scope_logs.log_records:
-                batch.received += 1
-                problem = _log_problem(record)
-                if problem:
-                    batch.reject(problem)
-                    continue
-                _route_log(record, resource, resource_key, ctx, batch, base)
+        for record in records:
+            batch.received += 1
+            problem = _log_problem(record)
+            if problem:
+                batch.reject(problem)
+                continue
+            _route_log(record, resource, resource_key, ctx, batch, base)
     return batch
 
 
-def _log_problem(record: Any) -> str | None:
-    if len(record.trace_id) not in (0, TRACE_ID_BYTES):
+def _log_problem(record: LogView) -> str | None:
+    trace_id, span_id, time_unix_nano, observed, *_ = record
+    if len(trace_id) not in (0, TRACE_ID_BYTES):
         return f"log record: trace_id must be empty or {TRACE_ID_BYTES} bytes"
-    if len(record.span_id) not in (0, SPAN_ID_BYTES):
+    if len(span_id) not in (0, SPAN_ID_BYTES):
         return f"log record: span_id must be empty or {SPAN_ID_BYTES} bytes"
-    if record.time_unix_nano == 0 and record.observed_time_unix_nano == 0:
+    if time_unix_nano == 0 and observed == 0:
         return "log record: neither time_unix_nano nor observed_time_unix_nano is set"
     return None
 
 
 def _route_log(
-    record: Any,
+    record: LogView,
     resource: dict[str, Any],
     resource_key: str,
     ctx: RouteContext,
@@ -84,18 +85,29 @@ def _route_log(
     """``base`` is ``identity(ctx.hasher, resource)``, computed once per resource."""
     rows = batch.rows
     pid = ctx.project_id
-    attrs = attributes(record.attributes)
+    (
+        raw_trace_id,
+        raw_span_id,
+        time_unix_nano,
+        observed_nanos,
+        severity_number,
+        severity_text,
+        raw_event_name,
+        body,
+        attrs,
+        stacktrace,
+        raw,
+    ) = record
     if base is None:
         base = identity(ctx.hasher, resource)
     who = identity_over(ctx.hasher, attrs, base)
-    trace_id = record.trace_id.hex() or None
-    span_id = record.span_id.hex() or None
-    when = timestamp(record.time_unix_nano or record.observed_time_unix_nano)
-    observed = timestamp(record.observed_time_unix_nano) if record.observed_time_unix_nano else None
-    key = hashlib.blake2b(record.SerializeToString(deterministic=True), digest_size=16).hexdigest()
-    event_name = clean(record.event_name or str(attrs.get("event.name") or ""), 255)
+    trace_id = raw_trace_id.hex() or None
+    span_id = raw_span_id.hex() or None
+    when = timestamp(time_unix_nano or observed_nanos)
+    observed = timestamp(observed_nanos) if observed_nanos else None
+    key = hashlib.blake2b(raw, digest_size=16).hexdigest()
+    event_name = clean(raw_event_name or str(attrs.get("event.name") or ""), 255)
 
-    body = any_value(record.body, limit=MAX_TEXT) if record.HasField("body") else None
     if not isinstance(body, str):  # a structured body may hold identity keys (user.id, …)
         body = "" if body is None else dumps(scrub_value(body, ctx.hasher))
     shown_name = scrub_text(event_name, ctx.hasher)
@@ -107,12 +119,12 @@ def _route_log(
             or ("exception" if "exception.type" in attrs else "")
             or ("event" if event_name else "general")
         )
-    stack = long_text(record.attributes, "exception.stacktrace", attrs.get("exception.stacktrace"))
+    stack = stack_text(attrs.get("exception.stacktrace"), stacktrace)
     scrubbed = scrubbed_attributes(attrs, ctx.hasher)
     if event_name:
         scrubbed["event.name"] = shown_name
-    if record.severity_text:
-        scrubbed["severity_text"] = clean(record.severity_text, 64)
+    if severity_text:
+        scrubbed["severity_text"] = clean(severity_text, 64)
     metadata = dumps(scrubbed)
     device = device_of(attrs, resource)
 
@@ -125,8 +137,8 @@ def _route_log(
             when,
             trace_id,
             span_id,
-            level_of(record.severity_number, record.severity_text),
-            record.severity_number or None,
+            level_of(severity_number, severity_text),
+            severity_number or None,
             log_type,
             message,
             clean(scrub_text(str(stack), ctx.hasher), MAX_TEXT) if stack is not None else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -119,3 +119,21 @@ def _hash_all(value: Any, hasher: Hasher) -> Any:
     if isinstance(value, list):
         return [_hash_all(v, hasher) for v in value]
     return hasher(str(value))
+
+
+def scrub_candidates(
+    attrs: Mapping[str, Any], sensitive: frozenset[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """A copy of ``attrs`` and the keys whose values ``scrub_mapping`` may change: the others
+    (not sensitive, and None, a number, or text without '@', '.' and ':') it keeps."""
+    todo = []
+    for key, value in attrs.items():
+        kind = type(value)
+        if key in sensitive:
+            todo.append(key)
+        elif kind is str:
+            if "@" in value or "." in value or ":" in value:
+                todo.append(key)
+        elif value is not None and kind is not int and kind is not bool and kind is not float:
+            todo.append(key)
+    return dict(attrs), todo

@@ -31,10 +31,8 @@ from processor.mapping.values import (
     MAX_TEXT,
     SPAN_ID_BYTES,
     TRACE_ID_BYTES,
-    attributes,
     clean,
     dumps,
-    long_text,
     lookup,
     normalize_path,
     path_of_url,
@@ -43,6 +41,7 @@ from processor.mapping.values import (
     to_float,
     to_int,
 )
+from processor.mapping.views import EventView, ResourceView, SpanView, stack_text, trace_views
 
 METHOD_KEYS = ("http.request.method", "http.method")
 
@@ -64,38 +63,43 @@ SPAN_STATUS = {0: "unset", 1: "ok", 2: "error"}
 
 
 def route_traces(request: ExportTraceServiceRequest, ctx: RouteContext) -> Batch:
+    """The reference: a upb-decoded request."""
+    return route_trace_views(trace_views(request), ctx)
+
+
+def route_trace_views(resources: Sequence[ResourceView], ctx: RouteContext) -> Batch:
+    """Route spans read by either source (``views.trace_views`` or the compiled fast path)."""
     batch = Batch()
     links: list[Link] = []
-    for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
+    for resource, _, spans in resources:
         base = identity(ctx.hasher, resource)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                batch.received += 1
-                problem = _span_problem(span)
-                if problem:
-                    batch.reject(problem)
-                    continue
-                _route_span(span, resource, ctx, batch, base, links)
+        for span in spans:
+            batch.received += 1
+            problem = _span_problem(span)
+            if problem:
+                batch.reject(problem)
+                continue
+            _route_span(span, resource, ctx, batch, base, links)
     if links and batch.rows["endpoint_usage"]:  # a SERVER span may lack what a child has
         complete_from_descendants(batch.rows["endpoint_usage"], links)  # type: ignore[arg-type]
     return batch
 
 
-def _span_problem(span: Span) -> str | None:
-    if len(span.trace_id) != TRACE_ID_BYTES:
-        return f"span {span.name[:64]!r}: trace_id must be {TRACE_ID_BYTES} bytes"
-    if len(span.span_id) != SPAN_ID_BYTES:
-        return f"span {span.name[:64]!r}: span_id must be {SPAN_ID_BYTES} bytes"
-    if span.start_time_unix_nano == 0:
-        return f"span {span.name[:64]!r}: start_time_unix_nano is missing"
-    if span.end_time_unix_nano < span.start_time_unix_nano:
-        return f"span {span.name[:64]!r}: end_time_unix_nano is before start_time_unix_nano"
+def _span_problem(span: SpanView) -> str | None:
+    trace_id, span_id, _, name, _, start, end, *_ = span
+    if len(trace_id) != TRACE_ID_BYTES:
+        return f"span {name[:64]!r}: trace_id must be {TRACE_ID_BYTES} bytes"
+    if len(span_id) != SPAN_ID_BYTES:
+        return f"span {name[:64]!r}: span_id must be {SPAN_ID_BYTES} bytes"
+    if start == 0:
+        return f"span {name[:64]!r}: start_time_unix_nano is missing"
+    if end < start:
+        return f"span {name[:64]!r}: end_time_unix_nano is before start_time_unix_nano"
     return None
 
 
 def _route_span(
-    span: Span,
+    span: SpanView,
     resource: dict[str, Any],
     ctx: RouteContext,
     batch: Batch,
@@ -106,16 +110,16 @@ def _route_span(
     a parent is noted in ``links``, for ``complete_from_descendants``."""
     rows = batch.rows
     hasher = ctx.hasher
-    attrs = attributes(span.attributes)
+    raw_trace_id, raw_span_id, parent, raw_name, kind, start, end, code, attrs, events = span
     who = identity_over(hasher, attrs, base or identity(hasher, resource))
-    trace_id = span.trace_id.hex()
-    span_id = span.span_id.hex()
-    o = Origin((trace_id, span_id), timestamp(span.start_time_unix_nano), trace_id, span_id)
-    parent = span.parent_span_id
+    trace_id = raw_trace_id.hex()
+    span_id = raw_span_id.hex()
+    o = Origin((trace_id, span_id), timestamp(start), trace_id, span_id)
     if parent and links is not None:
         links.append((trace_id, parent.hex(), span_id, who))
-    duration_ms = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
-    name = clean(span.name, 255)
+    duration_ms = (end - start) / 1e6
+    name = clean(raw_name, 255)
+    span_status = SPAN_STATUS.get(code, "unset")
     metadata: str | None = None
 
     def meta() -> str:
@@ -126,7 +130,7 @@ def _route_span(
             metadata = dumps(scrubbed)
         return metadata
 
-    if span.kind == SPAN_KIND_SERVER:
+    if kind == SPAN_KIND_SERVER:
         endpoint = _endpoint(attrs, name)
         if endpoint is not None:
             path, method, status = endpoint
@@ -149,7 +153,7 @@ def _route_span(
                     who.service_name,
                     who.deployment_type,
                     meta(),
-                    status_of(span),
+                    span_status,
                 )
             )
 
@@ -164,15 +168,11 @@ def _route_span(
         duration_ms=duration_ms,
         metrics=_span_metrics(attrs, duration_ms),
         version_from=(attrs, resource),
-        span_status=status_of(span),
+        span_status=span_status,
     )
 
-    for index, event in enumerate(span.events):
-        _route_span_event(event, index, span, attrs, resource, who, ctx, batch)
-
-
-def status_of(span: Span) -> str:
-    return SPAN_STATUS.get(span.status.code, "unset")
+    for index, event in enumerate(events):
+        _route_span_event(event, index, o, start, span_status, attrs, resource, who, ctx, batch)
 
 
 def _endpoint(attrs: Mapping[str, Any], name: str) -> tuple[str, str, int | None] | None:
@@ -206,9 +206,11 @@ def _endpoint(attrs: Mapping[str, Any], name: str) -> tuple[str, str, int | None
 
 
 def _route_span_event(
-    event: Span.Event,
+    event: EventView,
     index: int,
-    span: Span,
+    span: Origin,
+    span_start: int,
+    span_status: str,
     span_attrs: dict[str, Any],
     resource: dict[str, Any],
     span_who: Identity,
@@ -216,12 +218,11 @@ def _route_span_event(
     batch: Batch,
 ) -> None:
     rows = batch.rows
-    attrs = attributes(event.attributes)
-    name = clean(event.name, 255)
-    trace_id = span.trace_id.hex()
-    span_id = span.span_id.hex()
-    when = timestamp(event.time_unix_nano or span.start_time_unix_nano)
-    o = Origin((trace_id, span_id, index, event.time_unix_nano, name), when, trace_id, span_id)
+    raw_name, time_unix_nano, attrs, stacktrace = event
+    name = clean(raw_name, 255)
+    trace_id, span_id = span.trace_id, span.span_id
+    when = timestamp(time_unix_nano or span_start)
+    o = Origin((trace_id, span_id, index, time_unix_nano, name), when, trace_id, span_id)
     who = identity(ctx.hasher, attrs, span_attrs, resource) if attrs else span_who
     metadata = dumps(
         {**scrub_mapping(attrs, ctx.hasher), "event.name": scrub_text(name, ctx.hasher)}
@@ -231,9 +232,7 @@ def _route_span_event(
         kind = attrs.get("exception.type")
         message = attrs.get("exception.message")
         summary = ": ".join(str(p) for p in (kind, message) if p is not None) or "exception"
-        stack = long_text(
-            event.attributes, "exception.stacktrace", attrs.get("exception.stacktrace")
-        )
+        stack = stack_text(attrs.get("exception.stacktrace"), stacktrace)
         platform, os_version, model, app_version, build = device_of(attrs, span_attrs, resource)
         rows["logs"].append(
             LogRow(
@@ -273,7 +272,7 @@ def _route_span_event(
         duration_ms=feature_duration(attrs),
         metrics=_event_metrics(attrs),
         version_from=(span_attrs, resource),
-        span_status=status_of(span),  # an event shares its span's outcome
+        span_status=span_status,  # an event shares its span's outcome
     )
 
 
