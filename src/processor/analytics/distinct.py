@@ -11,8 +11,10 @@ Below a few hundred users the sketch holds the hashes themselves and is exact in
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from datasketches import hll_sketch, hll_union, tgt_hll_type
+if TYPE_CHECKING:
+    from datasketches import hll_sketch
 
 LG_K = 12
 ERROR_95 = 0.033
@@ -22,7 +24,11 @@ DESCRIPTION = (
 )
 
 
+# datasketches loads numpy (~18 MB and 0.1 s per process): imported on first use, so a worker
+# that never rolls up or answers a range query does not pay for it.
 def sketch_of(users: Iterable[str]) -> hll_sketch:
+    from datasketches import hll_sketch, tgt_hll_type
+
     found = hll_sketch(LG_K, tgt_hll_type.HLL_4)
     for user in users:
         found.update(user)
@@ -37,19 +43,25 @@ class Union:
     """Sketches added together; ``missing`` is set once a part had no sketch."""
 
     def __init__(self) -> None:
-        self._union = hll_union(LG_K)
+        from datasketches import hll_union
+
+        self._union: Any = hll_union(LG_K)
         self.missing = False
 
     def add(self, blob: bytes | None) -> None:
         if blob is None:
             self.missing = True
         else:
+            from datasketches import hll_sketch
+
             self._union.update(hll_sketch.deserialize(bytes(blob)))
 
     def add_sketch(self, found: hll_sketch) -> None:
         self._union.update(found)
 
     def sketch(self) -> hll_sketch:
+        from datasketches import tgt_hll_type
+
         return self._union.get_result(tgt_hll_type.HLL_4)
 
     def estimate(self) -> int:
