@@ -59,6 +59,18 @@ from processor.api.sqlbits import as_utc, bucket, in_period
 
 Key = tuple[Any, ...]
 
+# The columns every endpoint answer reads from an endpoint_stats row, in _Group.add's order.
+TOTALS = (
+    EndpointRow.request_count,
+    EndpointRow.error_count,
+    EndpointRow.client_error_count,
+    EndpointRow.unique_users,
+    EndpointRow.duration_sum_ms,
+    EndpointRow.duration_min_ms,
+    EndpointRow.duration_max_ms,
+    EndpointRow.latency_sketch,
+)
+
 
 @dataclass
 class _Group:
@@ -203,20 +215,7 @@ class RollupReader:
     ) -> list[EndpointStat]:
         m = EndpointRow
         where = [m.service_name == service] if service else []
-        columns = [
-            m.service_name,
-            m.endpoint,
-            m.method,
-            m.request_count,
-            m.error_count,
-            m.client_error_count,
-            m.unique_users,
-            m.duration_sum_ms,
-            m.duration_min_ms,
-            m.duration_max_ms,
-            m.latency_sketch,
-            m.users_sketch,
-        ]
+        columns = [m.service_name, m.endpoint, m.method, *TOTALS, m.users_sketch]
         groups: dict[Key, _Group] = {}
         unions: dict[Key, UserUnion] = {}
         with self.engine.connect() as conn:
@@ -290,17 +289,7 @@ class RollupReader:
         if endpoints:
             if filters.endpoint is not None:
                 where.append(m.endpoint == filters.endpoint)
-            columns = [
-                m.bucket_start,
-                m.request_count,
-                m.error_count,
-                m.client_error_count,
-                m.unique_users,
-                m.duration_sum_ms,
-                m.duration_min_ms,
-                m.duration_max_ms,
-                m.latency_sketch,
-            ]
+            columns = [m.bucket_start, *TOTALS]
         else:
             if filters.metric is not None:
                 where.append(m.name == filters.metric)
