@@ -10,10 +10,12 @@ import os
 import grpc
 import structlog
 
+from processor import background
 from processor.alerts.runner import AlertRunner
 from processor.analytics.runner import RollupRunner
 from processor.api.rollup_reader import RollupReader
 from processor.api.service import QueryService
+from processor.background import BackgroundProcess
 from processor.ingest.auth import KeyGate
 from processor.ingest.grpc import GrpcReceiver
 from processor.ingest.http import HttpReceiver
@@ -77,28 +79,29 @@ class App:
             settings, self.engine, RollupReader(self.engine), self.pipeline, self.check_ready
         )
         self._add_query_api()
+        # The rollup and alert runners: in one child process of the top-level serve, or
+        # (BACKGROUND_MODE=thread, in-memory SQLite) in a thread here (processor.background).
+        self.background: BackgroundProcess | None = None
         self.rollups: RollupRunner | None = None
-        if self.runs_rollups:
-            # Its own small pool, so a long round never holds the writer's connections.
-            self.rollups = RollupRunner(
-                create_db_engine(settings.sqlalchemy_url, pool_size=1),
-                interval=settings.rollup_interval_seconds,
-                policy=settings.retention,
-            )
         self.alerts: AlertRunner | None = None
-        if self._runs_background(settings.alert_eval_interval_seconds):
-            # Its own pool: evaluation plus the delivery threads recording outcomes.
-            self.alerts = AlertRunner(
-                create_db_engine(settings.sqlalchemy_url, pool_size=2),
-                interval=settings.alert_eval_interval_seconds,
-                repeat=settings.alert_repeat,
-            )
+        if background.in_child(settings):
+            if settings.worker_index == 0 and background.wanted(settings):
+                self.background = BackgroundProcess(settings)
+        elif settings.is_postgres or settings.worker_index == 0:
+            # Every worker tries on PostgreSQL (the advisory lock picks one per round); on
+            # SQLite only worker 0 runs them, beside its writer.
+            for job in background.runners(settings):
+                if isinstance(job, RollupRunner):
+                    self.rollups = job
+                elif isinstance(job, AlertRunner):
+                    self.alerts = job
         # Started stage by stage; the components of one stage stop together.
         self.stages: list[tuple[Component, ...]] = [
             (self.writer,),
             (self.pipeline,),
             (self.query,),
             (self.housekeeping,),
+            *([(self.background,)] if self.background is not None else []),
             *([(self.rollups,)] if self.rollups is not None else []),
             *([(self.alerts,)] if self.alerts is not None else []),
             (self.grpc, self.http),
@@ -127,17 +130,6 @@ class App:
         self.grpc.extensions.append(add_analytics)
 
     @property
-    def runs_rollups(self) -> bool:
-        return self._runs_background(self.settings.rollup_interval_seconds)
-
-    def _runs_background(self, interval: float) -> bool:
-        """Every process tries on PostgreSQL (the advisory lock picks one per round); on
-        SQLite only worker 0 runs them, beside its writer."""
-        if interval <= 0:
-            return False
-        return self.settings.is_postgres or self.settings.worker_index == 0
-
-    @property
     def grpc_port(self) -> int:
         return self.grpc.port
 
@@ -147,18 +139,19 @@ class App:
 
     async def start(self) -> None:
         fast.configure(self.settings.fast_path)
+        runners = [r for r in (self.background, self.rollups, self.alerts) if r is not None]
         for stage in self.stages[:-1]:
             for component in stage:
-                await component.start()
+                if component not in runners:  # started last, once serving
+                    await component.start()
         await self.refresh_keys()
         self._warn_if_open()
         for component in self.stages[-1]:
             await component.start()
         await self._update_health()
         self._monitor = asyncio.create_task(self._watch_database())
-        for runner in (self.rollups, self.alerts):
-            if runner is not None:
-                await runner.start()
+        for runner in runners:
+            await runner.start()
         log.info(
             "started",
             database=redact_url(self.settings.database_url),

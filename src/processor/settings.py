@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ DEFAULT_DATABASE_URL = "sqlite:///analytics.db"
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOLEANS.update({"0": False, "false": False, "no": False, "off": False})
+BACKGROUND_MODES = ("process", "thread")
 
 
 class SettingsError(ValueError):
@@ -133,6 +135,10 @@ class Settings:
     alert_eval_interval_seconds: float = 30.0
     alert_repeat_interval_seconds: int = 3600
     alert_webhook_allowed_hosts: tuple[str, ...] = ()
+    # Where `serve` runs the rollup and alert runners: `process` = one child process of the
+    # top-level serve (never an in-memory SQLite, which only its own process sees), `thread`
+    # = a thread of the serving worker(s).
+    background_mode: str = "process"
     # Which of `serve --workers N`'s processes this is (0 starts the others).
     worker_index: int = 0
     # OTLP protobuf traces and logs: `auto` = the compiled fast path when it was built (a
@@ -207,6 +213,8 @@ class Settings:
             )
         if env.get("LOG_LEVEL"):
             values["log_level"] = env["LOG_LEVEL"].strip().upper()
+        if env.get("BACKGROUND_MODE"):
+            values["background_mode"] = env["BACKGROUND_MODE"].strip().lower()
         if env.get("FAST_PATH"):
             values["fast_path"] = env["FAST_PATH"].strip().lower()
         if env.get("LOG_FORMAT"):
@@ -252,6 +260,8 @@ class Settings:
             raise SettingsError(f"LOG_LEVEL must be one of {', '.join(_LEVELS)}")
         if self.log_format not in ("json", "console"):
             raise SettingsError("LOG_FORMAT must be json or console")
+        if self.background_mode not in BACKGROUND_MODES:
+            raise SettingsError("BACKGROUND_MODE must be process or thread")
         if self.fast_path not in ("auto", "off"):
             raise SettingsError("FAST_PATH must be auto or off")
         if self.user_id_hash_key is not None and len(self.user_id_hash_key.encode()) < 32:
@@ -301,6 +311,35 @@ class Settings:
         ):
             if path and not Path(path).is_file():
                 raise SettingsError(f"{var} points to a missing file: {path}")
+
+    def to_json(self) -> str:
+        """Every field as JSON, for a child process of this one (secrets included: it goes
+        down a pipe, never into a log or an argument list)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["retention"] = {
+            target: None if period is None else period.total_seconds()
+            for target, period in self.retention.items()
+        }
+        return json.dumps(values)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """The settings ``to_json`` wrote, validated again."""
+        values = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(values, dict) or set(values) != names:
+            raise SettingsError("settings from the parent process do not match this version")
+        values["retention"] = MappingProxyType(
+            {
+                target: None if seconds is None else timedelta(seconds=seconds)
+                for target, seconds in values["retention"].items()
+            }
+        )
+        for name in ("api_keys", "alert_webhook_allowed_hosts"):
+            values[name] = tuple(values[name])
+        settings = cls(**values)
+        settings.validate()
+        return settings
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -20,7 +20,12 @@ def test_shutdown_twice_is_harmless_and_stops_serving(server, db):
     assert db.count("endpoint_usage") == 1
 
 
-def test_each_component_shuts_down_twice_after_the_app(server, db):
+RUNNERS = {"process": {"BackgroundProcess"}, "thread": {"RollupRunner", "AlertRunner"}}
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_each_component_shuts_down_twice_after_the_app(make_server, db, mode):
+    server = make_server(background_mode=mode)
     app = server.app
     assert app is not None
     components: list[Component] = [c for stage in app.stages for c in stage]
@@ -29,8 +34,7 @@ def test_each_component_shuts_down_twice_after_the_app(server, db):
         "Pipeline",
         "QueryService",
         "Housekeeping",
-        "RollupRunner",
-        "AlertRunner",
+        *RUNNERS[mode],
         "GrpcReceiver",
         "HttpReceiver",
     }
@@ -56,3 +60,13 @@ def test_components_shut_down_twice_without_starting(database_url):
                 await component.shutdown(0)
 
     asyncio.run(twice())
+
+
+def test_an_in_memory_sqlite_keeps_the_runners_in_a_thread():
+    """Only the process that opened an in-memory database sees it: no child process."""
+    from processor.server import App
+    from processor.settings import Settings
+
+    app = App(Settings(database_url="sqlite://", port=0, http_port=0, log_level="WARNING"))
+    assert app.background is None
+    assert app.rollups is not None and app.alerts is not None

@@ -18,7 +18,7 @@ import psutil
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 from tests.helpers.otlp import grpc_export, request_with_span
 
 
@@ -31,14 +31,33 @@ class Workers:
 
     @property
     def child(self) -> psutil.Process:
-        (child,) = psutil.Process(self.proc.pid).children()
+        (child,) = serving_children(self.proc.pid)
         return child
+
+
+def is_background(process: psutil.Process) -> bool:
+    """The child running the rollup and alert runners (processor.background), no worker."""
+    with contextlib.suppress(psutil.Error):
+        return "processor.background" in process.cmdline()
+    return False
+
+
+def serving_children(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(pid).children() if not is_background(p)]
+
+
+def background_of(workers: Workers) -> list[psutil.Process]:
+    return [
+        p
+        for w in [psutil.Process(workers.proc.pid), workers.child]
+        for p in w.children()
+        if is_background(p)
+    ]
 
 
 def both_listen(proc: subprocess.Popen[bytes], ports: set[int]) -> bool:
     """Worker 0 and the worker it started both listen on ``ports``."""
-    parent = psutil.Process(proc.pid)
-    workers = [parent, *parent.children()]
+    workers = [psutil.Process(proc.pid), *serving_children(proc.pid)]
     return len(workers) == 2 and all(ports <= listening_ports(w) for w in workers)
 
 
@@ -99,6 +118,9 @@ def two_workers(tmp_path: Path, **env: str) -> Iterator[Workers]:
 def test_two_workers_share_the_ports_and_stop_on_sigterm(tmp_path):
     with two_workers(tmp_path) as workers:
         child = workers.child
+        # One background process (the runners), started by worker 0 only.
+        wait_for(lambda: len(background_of(workers)) == 1, "the background process")
+        (background,) = background_of(workers)
         assert {workers.port, workers.http_port} <= listening_ports(child)
         for i in range(1, 9):  # new connections each time; the kernel spreads them
             grpc_export(f"127.0.0.1:{workers.port}", request_with_span(span_byte=i))
@@ -110,6 +132,7 @@ def test_two_workers_share_the_ports_and_stop_on_sigterm(tmp_path):
         with sqlite3.connect(workers.database) as conn:
             assert conn.execute("SELECT COUNT(*) FROM endpoint_usage").fetchone() == (8,)
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+        assert not background.is_running() or background.status() == psutil.STATUS_ZOMBIE
 
 
 def test_rate_limit_holds_across_workers(tmp_path):

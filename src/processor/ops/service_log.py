@@ -18,7 +18,16 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def configure(level: str = "INFO", fmt: str = "json") -> None:
+def _named(process: str) -> structlog.typing.Processor:
+    def add(_logger: object, _method: str, event: structlog.typing.EventDict) -> object:
+        event.setdefault("process", process)
+        return event
+
+    return add  # type: ignore[return-value]
+
+
+def configure(level: str = "INFO", fmt: str = "json", process: str | None = None) -> None:
+    """``process``: a name every line of this process carries (e.g. "background")."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -26,6 +35,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     )
     structlog.configure(
         processors=[
+            *([_named(process)] if process else []),
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
