@@ -47,7 +47,8 @@ def truncate_rollups(url: str) -> None:
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(
             "TRUNCATE rollup_invalidations, endpoint_stats, endpoint_day_users, metric_aggregates,"
-            " feature_usage_daily, user_activity_daily, dashboard_metrics"
+            " feature_usage_daily, feature_hour_parts, feature_day_users, user_activity_daily,"
+            " user_hour_parts, user_day_sessions, dashboard_metrics"
         )
 
 

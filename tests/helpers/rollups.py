@@ -35,7 +35,11 @@ ROLLUP_TABLES = (
     "endpoint_day_users",
     "metric_aggregates",
     "feature_usage_daily",
+    "feature_hour_parts",
+    "feature_day_users",
     "user_activity_daily",
+    "user_hour_parts",
+    "user_day_sessions",
     "dashboard_metrics",
     "sessions",
 )
@@ -226,8 +230,9 @@ def feature_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
     return out
 
 
-def user_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
-    groups: dict[tuple, list[tuple]] = defaultdict(list)
+def user_events(engine: Engine) -> list[dict[str, Any]]:
+    """Every raw row with a user that a user's day counts, with its kind as event_type."""
+    events = []
     for table, kind in (("endpoint_usage", None), ("feature_usage", None), ("user_activity", "x")):
         duration = "duration_ms" if kind is None else "NULL AS duration_ms"
         label = (
@@ -237,7 +242,14 @@ def user_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
         )
         for r in raw(engine, table, f"user_id, session_id, {duration}, {label}"):
             if r["user_id"] is not None:
-                groups[(day(r["timestamp"]).date(), r["user_id"])].append(r)
+                events.append(r)
+    return events
+
+
+def user_reference(engine: Engine) -> dict[tuple, dict[str, Any]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in user_events(engine):
+        groups[(day(r["timestamp"]).date(), r["user_id"])].append(r)
     out = {}
     for key, rows in groups.items():
         breakdown: dict[str, int] = defaultdict(int)
@@ -402,6 +414,58 @@ def check_rollups(engine: Engine) -> None:
             w["last_seen_at"],
         )
         assert _json(g["events_breakdown"]) == w["events_breakdown"]
+    check_day_parts(engine)
+
+
+def check_day_parts(engine: Engine) -> None:
+    """The hour parts and day sets the daily tables are built from equal the raw rows."""
+    features: dict[tuple, list[dict]] = defaultdict(list)
+    for r in raw(engine, "feature_usage", "feature_name, user_id, duration_ms, span_status"):
+        features[(r["project_id"], hour(r["timestamp"]), r["feature_name"])].append(r)
+    got_fp = {
+        (r["project_id"], as_utc(r["bucket_start"]), r["feature_name"]): r
+        for r in stored(engine, "feature_hour_parts")
+    }
+    assert set(got_fp) == set(features)
+    for key, rows in features.items():
+        g = got_fp[key]
+        durations = [r["duration_ms"] for r in rows if r["duration_ms"] is not None]
+        assert (g["usage_count"], g["duration_count"]) == (len(rows), len(durations))
+        assert g["success_count"] == sum(r["span_status"] != "error" for r in rows)
+        want_sum = math.fsum(durations) if durations else None
+        assert g["duration_sum_ms"] == pytest.approx(want_sum, rel=1e-12)
+    assert {
+        (r["project_id"], _date(r["day"]), r["feature_name"], r["user_id"])
+        for r in stored(engine, "feature_day_users")
+    } == {
+        (r["project_id"], day(r["timestamp"]).date(), r["feature_name"], r["user_id"])
+        for r in raw(engine, "feature_usage", "feature_name, user_id")
+        if r["user_id"] is not None
+    }
+    users: dict[tuple, list[dict]] = defaultdict(list)
+    events = user_events(engine)
+    for r in events:
+        users[(r["project_id"], hour(r["timestamp"]), r["user_id"], r["event_type"])].append(r)
+    got_up = {
+        (r["project_id"], as_utc(r["bucket_start"]), r["user_id"], r["kind"]): r
+        for r in stored(engine, "user_hour_parts")
+    }
+    assert set(got_up) == set(users)
+    for key, rows in users.items():
+        g = got_up[key]
+        assert g["event_count"] == len(rows)
+        total = math.fsum(r["duration_ms"] or 0.0 for r in rows)
+        assert g["duration_sum_ms"] == pytest.approx(total, rel=1e-12)
+        assert as_utc(g["first_seen_at"]) == min(r["timestamp"] for r in rows)
+        assert as_utc(g["last_seen_at"]) == max(r["timestamp"] for r in rows)
+    assert {
+        (r["project_id"], _date(r["day"]), r["user_id"], r["session_id"])
+        for r in stored(engine, "user_day_sessions")
+    } == {
+        (r["project_id"], day(r["timestamp"]).date(), r["user_id"], r["session_id"])
+        for r in events
+        if r["session_id"] is not None
+    }
 
 
 # --- sessions -----------------------------------------------------------------------------------

@@ -191,7 +191,14 @@ def test_forget_user_reaches_every_partition(pg):
         add_rows(pg, table, times, user_id="stays")
     add_rows(pg, "user_properties", times[:1], user_id="gone")
     removed = admin.forget_user(pg, "gone")
-    rollups = {"user_activity_daily": 0, "sessions": 0, "endpoint_day_users": 0}  # no round ran
+    rollups = {  # no round ran
+        "user_activity_daily": 0,
+        "sessions": 0,
+        "endpoint_day_users": 0,
+        "feature_day_users": 0,
+        "user_hour_parts": 0,
+        "user_day_sessions": 0,
+    }
     assert removed == {**{t: 3 for t in RAW}, "user_properties": 1, **rollups}
     for table in RAW:
         assert count(pg, table, user_id="gone") == 0

@@ -1,4 +1,10 @@
-"""feature_usage_daily and user_activity_daily, recomputed per day from the raw rows.
+"""feature_usage_daily and user_activity_daily, built from per-hour parts and exact day sets.
+
+A round reads the raw rows of its dirty hours only: each dirty hour's additive parts are
+recomputed (``feature_hour_parts``, ``user_hour_parts``) and its users / session ids added to
+the day's exact set (``feature_day_users``, ``user_day_sessions``: insert, ignore what is
+there); a day row then adds up its day's parts and counts its set. Counts, sums, min, max and
+distinct counts stay exact, the way endpoint day rows are built (analytics.endpoints).
 
 A user's day counts their rows in endpoint_usage, feature_usage and user_activity (the rows
 that make up sessions, SPEC §10); session_count is the distinct session ids among them.
@@ -6,36 +12,128 @@ that make up sessions, SPEC §10); session_count is the distinct session ids amo
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from processor.analytics.schema import FeatureUsageDaily, UserActivityDaily
-from processor.analytics.sqlparts import Sql, as_date, as_time, replace_scope
+from sqlalchemy import select, text
+
+from processor.analytics.buckets import DAY
+from processor.analytics.schema import (
+    FeatureHourPart,
+    FeatureUsageDaily,
+    UserActivityDaily,
+    UserHourPart,
+)
+from processor.analytics.sqlparts import (
+    CHUNK,
+    Sql,
+    as_date,
+    as_hour,
+    as_time,
+    ratio,
+    replace_scope,
+)
+
+WINDOW = "project_id = :project AND timestamp >= :start AND timestamp < :end"
 
 
-def recompute_features(sql: Sql, project: int, start: datetime, end: datetime) -> int:
+def _add_to_set(sql: Sql, table: str, columns: str, select_rows: str, **params: Any) -> None:
+    """INSERT the distinct rows of ``select_rows`` into a day set, ignoring those there."""
+    if sql.pg:
+        sql.execute(
+            f"INSERT INTO {table} ({columns}) {select_rows} ON CONFLICT DO NOTHING", **params
+        )
+    else:
+        sql.execute(f"INSERT OR IGNORE INTO {table} ({columns}) {select_rows}", **params)
+
+
+# --- feature_usage_daily ------------------------------------------------------------------------
+
+
+def recompute_feature_hours(sql: Sql, project: int, start: datetime, end: datetime) -> int:
+    """The hours' parts from their raw rows; their users into the days' sets."""
     rows = [
         {
             "project_id": project,
-            "date": as_date(r[0]),
+            "bucket_start": as_hour(r[0]),
             "feature_name": r[1],
             "usage_count": int(r[2]),
-            "unique_users": int(r[3]),
-            "avg_duration_ms": r[4],
-            "success_rate": float(r[5]),
+            "duration_count": int(r[3]),
+            "duration_sum_ms": r[4],
+            "success_count": int(r[5]),
         }
         for r in sql.rows(
-            f"""SELECT {sql.day("timestamp")}, feature_name, count(*), count(DISTINCT user_id),
-                    avg(duration_ms),
-                    avg(CASE WHEN span_status = 'error' THEN 0.0 ELSE 1.0 END)
-                FROM feature_usage
-                WHERE project_id = :project AND timestamp >= :start AND timestamp < :end
+            f"""SELECT {sql.hour("timestamp")}, feature_name, count(*), count(duration_ms),
+                    sum(duration_ms), sum(CASE WHEN span_status = 'error' THEN 0 ELSE 1 END)
+                FROM feature_usage WHERE {WINDOW}
                 GROUP BY 1, 2""",
             project=project,
             start=start,
             end=end,
         )
     ]
+    _add_to_set(
+        sql,
+        "feature_day_users",
+        "project_id, day, feature_name, user_id",
+        f"""SELECT DISTINCT project_id, {sql.day("timestamp")}, feature_name, user_id
+            FROM feature_usage WHERE {WINDOW} AND user_id IS NOT NULL""",
+        project=project,
+        start=start,
+        end=end,
+    )
+    t = FeatureHourPart
+    return replace_scope(
+        sql.conn,
+        t,
+        [t.project_id == project, t.bucket_start >= start, t.bucket_start < end],
+        rows,
+    )
+
+
+def recompute_features(sql: Sql, project: int, start: datetime, end: datetime) -> int:
+    """Whole days [start, end): each (day, feature) from its hours' parts and its user set."""
+    days: dict[tuple, list[Any]] = defaultdict(list)
+    for r in sql.rows(
+        """SELECT bucket_start, feature_name, usage_count, duration_count, duration_sum_ms,
+               success_count
+           FROM feature_hour_parts WHERE project_id = :project
+               AND bucket_start >= :start AND bucket_start < :end""",
+        project=project,
+        start=start,
+        end=end,
+    ):
+        days[(as_hour(r[0]).date(), r[1])].append(r)
+    bound = _dates(sql, start, end)
+    users = {
+        (as_date(r[0]), r[1]): int(r[2])
+        for r in sql.rows(
+            """SELECT day, feature_name, count(*) FROM feature_day_users
+               WHERE project_id = :project AND day >= :start AND day < :end GROUP BY 1, 2""",
+            project=project,
+            start=bound[0],
+            end=bound[1],
+        )
+    }
+    rows = []
+    for (day, feature), parts in days.items():
+        usage = sum(int(p[2]) for p in parts)
+        timed = sum(int(p[3]) for p in parts)
+        sums = [p[4] for p in parts if p[4] is not None]
+        rows.append(
+            {
+                "project_id": project,
+                "date": day,
+                "feature_name": feature,
+                "usage_count": usage,
+                "unique_users": users.get((day, feature), 0),
+                "avg_duration_ms": ratio(math.fsum(sums), timed) if sums else None,
+                "success_rate": sum(int(p[5]) for p in parts) / usage,
+            }
+        )
     t = FeatureUsageDaily
     return replace_scope(
         sql.conn,
@@ -45,58 +143,151 @@ def recompute_features(sql: Sql, project: int, start: datetime, end: datetime) -
     )
 
 
+# --- user_activity_daily ------------------------------------------------------------------------
+
+
 def _events() -> str:
-    window = (
-        "project_id = :project AND timestamp >= :start AND timestamp < :end AND user_id IS NOT NULL"
-    )
+    window = f"{WINDOW} AND user_id IS NOT NULL"
     return f"""
-        SELECT user_id, session_id, timestamp, duration_ms, 'requests' AS kind
+        SELECT project_id, user_id, session_id, timestamp, duration_ms, 'requests' AS kind
             FROM endpoint_usage WHERE {window}
         UNION ALL
-        SELECT user_id, session_id, timestamp, duration_ms, 'features' AS kind
+        SELECT project_id, user_id, session_id, timestamp, duration_ms, 'features' AS kind
             FROM feature_usage WHERE {window}
         UNION ALL
-        SELECT user_id, session_id, timestamp, CAST(NULL AS DOUBLE PRECISION),
+        SELECT project_id, user_id, session_id, timestamp, CAST(NULL AS DOUBLE PRECISION),
             event_type FROM user_activity WHERE {window}"""
 
 
 def recompute_users(sql: Sql, project: int, start: datetime, end: datetime) -> int:
+    """Hours [start, end) of one UTC day: their parts and session ids from the raw rows, then
+    the day rows of every user the hours had before or have now."""
     events = _events()
-    breakdown: dict[tuple, dict[str, int]] = defaultdict(dict)
-    for r in sql.rows(
-        f"SELECT {sql.day('timestamp')}, user_id, kind, count(*) FROM ({events}) e GROUP BY 1, 2, 3",
-        project=project,
-        start=start,
-        end=end,
-    ):
-        breakdown[(as_date(r[0]), r[1])][r[2]] = int(r[3])
-    rows = []
-    for r in sql.rows(
-        f"""SELECT {sql.day("timestamp")}, user_id, count(DISTINCT session_id), count(*),
-                coalesce(sum(duration_ms), 0), min(timestamp), max(timestamp)
-            FROM ({events}) e GROUP BY 1, 2""",
-        project=project,
-        start=start,
-        end=end,
-    ):
-        day = as_date(r[0])
-        rows.append(
-            {
-                "project_id": project,
-                "date": day,
-                "user_id": r[1],
-                "session_count": int(r[2]),
-                "event_count": int(r[3]),
-                "total_duration_ms": float(r[4]),
-                "first_seen_at": as_time(r[5]),
-                "last_seen_at": as_time(r[6]),
-                "events_breakdown": dict(sorted(breakdown[(day, r[1])].items())),
-            }
+    t = UserHourPart
+    scope = [t.project_id == project, t.bucket_start >= start, t.bucket_start < end]
+    before = {r[0] for r in sql.conn.execute(select(t.user_id).distinct().where(*scope))}
+    parts = [
+        {
+            "project_id": project,
+            "bucket_start": as_hour(r[0]),
+            "user_id": r[1],
+            "kind": r[2],
+            "event_count": int(r[3]),
+            "duration_sum_ms": float(r[4]),
+            "first_seen_at": as_time(r[5]),
+            "last_seen_at": as_time(r[6]),
+        }
+        for r in sql.rows(
+            f"""SELECT {sql.hour("timestamp")}, user_id, kind, count(*),
+                    coalesce(sum(duration_ms), 0), min(timestamp), max(timestamp)
+                FROM ({events}) e GROUP BY 1, 2, 3""",
+            project=project,
+            start=start,
+            end=end,
         )
+    ]
+    replace_scope(sql.conn, t, scope, parts)
+    _add_to_set(
+        sql,
+        "user_day_sessions",
+        "project_id, day, user_id, session_id",
+        f"""SELECT DISTINCT project_id, {sql.day("timestamp")}, user_id, session_id
+            FROM ({events}) e WHERE session_id IS NOT NULL""",
+        project=project,
+        start=start,
+        end=end,
+    )
+    day = start.replace(hour=0)
+    # The users of these hours now, named by a sub-select (there may be many); users whose
+    # rows left these hours (forget-user deletes their day rows itself) by their ids.
+    now = """SELECT user_id FROM user_hour_parts WHERE project_id = :project
+        AND bucket_start >= :start AND bucket_start < :end"""
+    written = _user_days(sql, project, day, now, {"start": start, "end": end})
+    current = {p["user_id"] for p in parts}
+    gone = sorted(before - current)
+    for i in range(0, len(gone), CHUNK):
+        names = {f"u{n}": user for n, user in enumerate(gone[i : i + CHUNK])}
+        written += _user_days(sql, project, day, ", ".join(f":{n}" for n in names), names)
+    return written + len(parts)
+
+
+def _user_days(sql: Sql, project: int, day: datetime, users: str, params: dict) -> int:
+    """The day rows of ``users`` (a sub-select or a list of bound names) on ``day``."""
+    scope = f"project_id = :project AND user_id IN ({users})"
+    found: dict[str, dict[str, Any]] = {}
+    for r in sql.rows(
+        f"""SELECT user_id, kind, sum(event_count), sum(duration_sum_ms), min(first_seen_at),
+                max(last_seen_at)
+            FROM user_hour_parts WHERE {scope}
+                AND bucket_start >= :day AND bucket_start < :next
+            GROUP BY 1, 2""",
+        project=project,
+        day=day,
+        next=day + DAY,
+        **params,
+    ):
+        row = found.setdefault(r[0], {"sums": [], "seen": [], "breakdown": {}})
+        row["breakdown"][r[1]] = int(r[2])
+        row["sums"].append(float(r[3]))
+        row["seen"].extend((as_time(r[4]), as_time(r[5])))
+    bound = _dates(sql, day, day + DAY)
+    sessions = {
+        r[0]: int(r[1])
+        for r in sql.rows(
+            f"""SELECT user_id, count(*) FROM user_day_sessions
+                WHERE {scope} AND day >= :first AND day < :after GROUP BY 1""",
+            project=project,
+            first=bound[0],
+            after=bound[1],
+            **params,
+        )
+    }
+    rows = [
+        {
+            "project_id": project,
+            "date": day.date(),
+            "user_id": user,
+            "session_count": sessions.get(user, 0),
+            "event_count": sum(f["breakdown"].values()),
+            "total_duration_ms": math.fsum(f["sums"]),
+            "first_seen_at": min(f["seen"]),
+            "last_seen_at": max(f["seen"]),
+            "events_breakdown": dict(sorted(f["breakdown"].items())),
+        }
+        for user, f in found.items()
+    ]
     t = UserActivityDaily
     return replace_scope(
         sql.conn,
         t,
-        [t.project_id == project, t.date >= start.date(), t.date < end.date()],
+        [
+            t.project_id == project,
+            t.date == day.date(),
+            _in(sql, t.user_id, users, {"project": project, **params}),
+        ],
         rows,
     )
+
+
+def _in(sql: Sql, column: Any, users: str, params: dict) -> Any:
+    """``column IN (users)`` as a SQLAlchemy clause (the sub-select, or the bound names)."""
+    bound = {
+        k: sql.param(v) if isinstance(v, datetime) else v
+        for k, v in params.items()
+        if f":{k}" in users
+    }
+    return column.in_(text(users).bindparams(**bound).columns(column))
+
+
+def _dates(sql: Sql, start: datetime, end: datetime) -> Sequence[Any]:
+    """A DATE range as the database compares it (SQLite: ISO text)."""
+    first, after = start.date(), end.date()
+    return (first, after) if sql.pg else (first.isoformat(), after.isoformat())
+
+
+def day_hours(hours: Iterable[datetime]) -> dict[datetime, set[datetime]]:
+    """Dirty hours grouped by their UTC day. Pure."""
+    out: dict[datetime, set[datetime]] = defaultdict(set)
+    for h in hours:
+        out[h.replace(hour=0)].add(h)
+    return out

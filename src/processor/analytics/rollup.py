@@ -34,11 +34,15 @@ from processor.analytics.invalidations import SOURCES
 from processor.analytics.schema import (
     EndpointDayUser,
     EndpointStat,
+    FeatureDayUser,
+    FeatureHourPart,
     FeatureUsageDaily,
     MetricAggregate,
     RollupInvalidation,
     Session,
     UserActivityDaily,
+    UserDaySession,
+    UserHourPart,
 )
 from processor.analytics.sqlparts import Sql, as_hour
 
@@ -122,7 +126,11 @@ def _everything(conn: Connection, result: RoundResult, floors: Floors) -> Dirty:
         (EndpointDayUser, EndpointDayUser.day, floors.endpoints),
         (MetricAggregate, MetricAggregate.period_start, floors.metrics),
         (FeatureUsageDaily, FeatureUsageDaily.date, floors.features),
+        (FeatureHourPart, FeatureHourPart.bucket_start, floors.features),
+        (FeatureDayUser, FeatureDayUser.day, floors.features),
         (UserActivityDaily, UserActivityDaily.date, floors.users),
+        (UserHourPart, UserHourPart.bucket_start, floors.users),
+        (UserDaySession, UserDaySession.day, floors.users),
     ]
     for model, column, floor in since:
         if floor is None:
@@ -172,15 +180,18 @@ def plan(
         for period, place in (("weekly", week_of), ("monthly", month_of)):
             for start in sorted(kept({place(d) for d in days}, floors.longer)):
                 steps.append(partial(_longer, project, period, start))
-    for project, hours in dirty["feature_usage"].items():
-        days = kept(days_of(hours), floors.features)
-        each(daily.recompute_features, project, runs(days, DAY, DAYS_PER_QUERY))
-    user_days: dict[int, set[datetime]] = {}
+    for project, dirty_hours in dirty["feature_usage"].items():
+        hours = kept(dirty_hours, floors.features)
+        each(daily.recompute_feature_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
+        each(daily.recompute_features, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
+    user_hours: dict[int, set[datetime]] = {}
     for kind in ("endpoint_usage", "feature_usage", "user_activity"):
         for project, hours in dirty[kind].items():
-            user_days.setdefault(project, set()).update(kept(days_of(hours), floors.users))
-    for project, days in user_days.items():
-        each(daily.recompute_users, project, runs(days, DAY, DAYS_PER_QUERY))
+            user_hours.setdefault(project, set()).update(kept(hours, floors.users))
+    for project, hours in user_hours.items():
+        # One day per step: its hours' parts, then the day rows of their users.
+        for same_day in daily.day_hours(hours).values():
+            each(daily.recompute_users, project, runs(same_day, HOUR, HOURS_PER_QUERY))
     session_hours: dict[int, set[datetime]] = {}
     for kind in ("endpoint_usage", "feature_usage", "user_activity", "logs"):
         for project, hours in dirty[kind].items():

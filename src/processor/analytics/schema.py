@@ -130,6 +130,64 @@ class FeatureUsageDaily(Base):
     success_rate: Mapped[float | None] = mapped_column(Double)
 
 
+class FeatureHourPart(Base):
+    """One hour's additive part of a feature's day (runner bookkeeping, like
+    ``endpoint_day_users``): a round recomputes only its dirty hours' parts from the raw rows,
+    and a ``feature_usage_daily`` row adds up its day's parts; its unique users are counted in
+    ``feature_day_users``. ``duration_count`` counts the rows with a duration (the average's
+    denominator); ``success_count`` those whose span status is not 'error'."""
+
+    __tablename__ = "feature_hour_parts"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    feature_name: Mapped[str] = mapped_column(s("feature_name"), primary_key=True)
+    usage_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    duration_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    duration_sum_ms: Mapped[float | None] = mapped_column(Double)
+    success_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class FeatureDayUser(Base):
+    """The exact users of one (day, feature), fed from each dirty hour's raw rows (insert,
+    ignore what is there); ``feature_usage_daily.unique_users`` is its count."""
+
+    __tablename__ = "feature_day_users"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    feature_name: Mapped[str] = mapped_column(s("feature_name"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(s("user_id"), primary_key=True)
+
+
+class UserHourPart(Base):
+    """One hour's additive part of a user's day, per kind of event ('requests', 'features'
+    or a user_activity event type): a ``user_activity_daily`` row adds up its day's parts
+    (counts and durations summed, first and last seen as min and max, the kinds as its
+    events_breakdown); its session_count is counted in ``user_day_sessions``."""
+
+    __tablename__ = "user_hour_parts"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    user_id: Mapped[str] = mapped_column(s("user_id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(s("event_type"), primary_key=True)
+    event_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    duration_sum_ms: Mapped[float] = mapped_column(Double, nullable=False)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # A day row reads its user's parts of the day (the users of a dirty hour, by user).
+    __table_args__ = (Index("ix_user_hour_parts_user", "project_id", "user_id", "bucket_start"),)
+
+
+class UserDaySession(Base):
+    """The exact session ids of one user's day (insert-only from dirty hours, like the other
+    day sets)."""
+
+    __tablename__ = "user_day_sessions"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[str] = mapped_column(s("user_id"), primary_key=True)
+    session_id: Mapped[str] = mapped_column(s("session_id"), primary_key=True)
+
+
 class UserActivityDaily(Base):
     __tablename__ = "user_activity_daily"
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -192,7 +250,11 @@ ROLLUP_MODELS = (
     EndpointDayUser,
     MetricAggregate,
     FeatureUsageDaily,
+    FeatureHourPart,
+    FeatureDayUser,
     UserActivityDaily,
+    UserHourPart,
+    UserDaySession,
     Session,
     Funnel,
     DashboardMetric,

@@ -11,18 +11,33 @@ from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from processor.analytics import invalidations
-from processor.analytics.schema import EndpointDayUser, Session, UserActivityDaily
+from processor.analytics.schema import (
+    EndpointDayUser,
+    FeatureDayUser,
+    Session,
+    UserActivityDaily,
+    UserDaySession,
+    UserHourPart,
+)
 from processor.analytics.sqlparts import Sql, as_hour
 from processor.ingest.auth import INGEST, SCOPES, key_digest
 from processor.storage.schema import MODELS, ApiKey, Project
 
 log = structlog.get_logger(__name__)
 
-# Rollup tables that hold a user id: their rows of the user are deleted outright (the day user
-# sets of endpoint_day_users among them, so recomputed day counts leave the user out). The
-# other rollups only count users; they are recomputed from the remaining raw rows. (Funnel
-# results are not stored: funnels are computed on request from the raw rows.)
-USER_ROLLUPS = (UserActivityDaily, Session, EndpointDayUser)
+# Rollup tables that hold a user id: their rows of the user are deleted outright (the day sets
+# of endpoint_day_users, feature_day_users and user_day_sessions, and the user's hour parts,
+# among them, so recomputed day rows leave the user out). The other rollups only count users;
+# they are recomputed from the remaining raw rows. (Funnel results are not stored: funnels
+# are computed on request from the raw rows.)
+USER_ROLLUPS = (
+    UserActivityDaily,
+    Session,
+    EndpointDayUser,
+    FeatureDayUser,
+    UserHourPart,
+    UserDaySession,
+)
 
 KEY_PREFIX = "tpk_"
 

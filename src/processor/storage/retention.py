@@ -69,7 +69,9 @@ class RollupRetention:
 # weekly and monthly rows and sessions (one row per visit, read as daily history) under
 # rollups.day. A month counts as 31 days, so a short month is kept up to 3 days longer.
 # endpoint_day_users (the day user sets day rows count) go with their day's raw rows, under
-# endpoint_usage: the day is frozen from then on and its set is never read again.
+# endpoint_usage: the day is frozen from then on and its set is never read again. The parts
+# and sets feature and user day rows are built from likewise, under feature_usage and
+# user_activity (a user's day is frozen once any of its three raw tables' cutoff passes it).
 # Not here: dashboard_metrics (current values only), funnels (definitions) and
 # rollup_invalidations (a queue each round empties).
 ROLLUP_TABLES: list[RollupRetention] = [
@@ -91,6 +93,10 @@ ROLLUP_TABLES: list[RollupRetention] = [
     RollupRetention("user_activity_daily", None, None, "date", "rollups.day", DAY, dates=True),
     RollupRetention("sessions", None, None, "ended_at", "rollups.day"),
     RollupRetention("endpoint_day_users", None, None, "day", "endpoint_usage", DAY, dates=True),
+    RollupRetention("feature_hour_parts", None, None, "bucket_start", "feature_usage", HOUR),
+    RollupRetention("feature_day_users", None, None, "day", "feature_usage", DAY, dates=True),
+    RollupRetention("user_hour_parts", None, None, "bucket_start", "user_activity", HOUR),
+    RollupRetention("user_day_sessions", None, None, "day", "user_activity", DAY, dates=True),
 ]
 
 

@@ -14,7 +14,10 @@ from tests.helpers.rollups import Event, at, batch_of, check_rollups, clean, wri
 events = st.builds(
     Event,
     n=st.integers(0, 400),
-    when=st.integers(-80 * 60, 3 * 60).map(lambda m: at(0) + timedelta(minutes=m, seconds=7)),
+    # Around 10:00 UTC, and around the midnight before it (hours of two days in one run).
+    when=st.one_of(st.integers(-80 * 60, 3 * 60), st.integers(-11 * 60, -9 * 60)).map(
+        lambda m: at(0) + timedelta(minutes=m, seconds=7)
+    ),
     endpoint=st.sampled_from(["/a", "/b", "/c/{id}"]),
     status=st.sampled_from([200, 201, 404, 429, 500, 503, None]),
     duration=st.floats(0.0, 5000.0, allow_nan=False).map(lambda d: round(d, 3)),
