@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from processor.analytics.buckets import DAY
 from processor.analytics.schema import (
@@ -38,6 +38,9 @@ from processor.analytics.sqlparts import (
 )
 
 WINDOW = "project_id = :project AND timestamp >= :start AND timestamp < :end"
+# Users whose day rows one statement recomputes on PostgreSQL (SQLite: CHUNK, its bound
+# parameter limit in mind).
+USERS_PER_QUERY = 5000
 
 
 def _add_to_set(sql: Sql, table: str, columns: str, select_rows: str, **params: Any) -> None:
@@ -197,23 +200,21 @@ def recompute_users(sql: Sql, project: int, start: datetime, end: datetime) -> i
         start=start,
         end=end,
     )
-    day = start.replace(hour=0)
-    # The users of these hours now, named by a sub-select (there may be many); users whose
-    # rows left these hours (forget-user deletes their day rows itself) by their ids.
-    now = """SELECT user_id FROM user_hour_parts WHERE project_id = :project
-        AND bucket_start >= :start AND bucket_start < :end"""
-    written = _user_days(sql, project, day, now, {"start": start, "end": end})
-    current = {p["user_id"] for p in parts}
-    gone = sorted(before - current)
-    for i in range(0, len(gone), CHUNK):
-        names = {f"u{n}": user for n, user in enumerate(gone[i : i + CHUNK])}
-        written += _user_days(sql, project, day, ", ".join(f":{n}" for n in names), names)
-    return written + len(parts)
+    # The day rows of every user these hours had before or have now, by name: a sub-select
+    # of the hours' parts would do, but PostgreSQL plans it as a quadratic nested loop while
+    # the parts have no statistics yet (a fresh table, or right after retention).
+    users = sorted(before | {p["user_id"] for p in parts})
+    step = USERS_PER_QUERY if sql.pg else CHUNK
+    written = len(parts)
+    for i in range(0, len(users), step):
+        written += _user_days(sql, project, start.replace(hour=0), users[i : i + step])
+    return written
 
 
-def _user_days(sql: Sql, project: int, day: datetime, users: str, params: dict) -> int:
-    """The day rows of ``users`` (a sub-select or a list of bound names) on ``day``."""
-    scope = f"project_id = :project AND user_id IN ({users})"
+def _user_days(sql: Sql, project: int, day: datetime, users: Sequence[str]) -> int:
+    """The day rows of ``users`` on ``day``, from their hour parts and session sets."""
+    params = {f"u{n}": user for n, user in enumerate(users)}
+    scope = f"project_id = :project AND user_id IN ({', '.join(f':{n}' for n in params)})"
     found: dict[str, dict[str, Any]] = {}
     for r in sql.rows(
         f"""SELECT user_id, kind, sum(event_count), sum(duration_sum_ms), min(first_seen_at),
@@ -263,20 +264,10 @@ def _user_days(sql: Sql, project: int, day: datetime, users: str, params: dict) 
         [
             t.project_id == project,
             t.date == day.date(),
-            _in(sql, t.user_id, users, {"project": project, **params}),
+            t.user_id.in_(users),
         ],
         rows,
     )
-
-
-def _in(sql: Sql, column: Any, users: str, params: dict) -> Any:
-    """``column IN (users)`` as a SQLAlchemy clause (the sub-select, or the bound names)."""
-    bound = {
-        k: sql.param(v) if isinstance(v, datetime) else v
-        for k, v in params.items()
-        if f":{k}" in users
-    }
-    return column.in_(text(users).bindparams(**bound).columns(column))
 
 
 def _dates(sql: Sql, start: datetime, end: datetime) -> Sequence[Any]:
