@@ -1,5 +1,6 @@
 """Real OpenTelemetry SDK traffic → the running server → its rollup runner → rollups; and
-`serve --workers 2` on PostgreSQL: rounds from both processes, nothing counted twice."""
+`serve --workers 2` on PostgreSQL: nothing counted twice (one background process runs the
+rounds for both workers; with BACKGROUND_MODE=thread both workers do, under the lock)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def test_sdk_spans_reach_the_rollups_through_the_serving_runner(engine, make_ser
 
 
 @pytest.mark.postgres
-def test_two_workers_roll_up_without_double_counting(postgres_url, tmp_path):
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_two_workers_roll_up_without_double_counting(postgres_url, tmp_path, mode):
     from processor.settings import Settings
     from processor.storage.writer import create_db_engine
     from tests.helpers.rollups import clean
@@ -103,6 +105,7 @@ def test_two_workers_roll_up_without_double_counting(postgres_url, tmp_path):
         "ANALYTICS_DATABASE_URL": postgres_url,
         "LOG_LEVEL": "WARNING",
         "ROLLUP_INTERVAL_SECONDS": "0.2",
+        "BACKGROUND_MODE": mode,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "processor", "serve", "--workers", "2",
