@@ -38,6 +38,7 @@ ROLLUP_TABLES = (
     "user_activity_daily",
     "dashboard_metrics",
     "sessions",
+    "session_hours",
 )
 
 

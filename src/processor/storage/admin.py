@@ -11,7 +11,7 @@ from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from processor.analytics import invalidations
-from processor.analytics.schema import EndpointDayUser, Session, UserActivityDaily
+from processor.analytics.schema import EndpointDayUser, Session, SessionHour, UserActivityDaily
 from processor.analytics.sqlparts import Sql, as_hour
 from processor.ingest.auth import INGEST, SCOPES, key_digest
 from processor.storage.schema import MODELS, ApiKey, Project
@@ -141,6 +141,14 @@ def forget_user(engine: Engine, user_hash: str, project: int | None = None) -> d
             if project is not None:
                 statement = statement.where(table.c.project_id == project)
             removed[table.name] = int(conn.execute(statement).rowcount)
+        # A session's hour partials name the hour's first user: the name goes now; the
+        # partial stays until the round recomputes its hour (dirty, as the user's rows were
+        # in it), so that round still finds the session and rebuilds what remains of it.
+        parts: Table = SessionHour.__table__  # type: ignore[assignment]
+        cleared = update(parts).where(parts.c.user_id == user_hash).values(user_id=None)
+        if project is not None:
+            cleared = cleared.where(parts.c.project_id == project)
+        removed[parts.name] = int(conn.execute(cleared).rowcount)
         invalidations.record_markers(conn, markers)
     log.info("user_forgotten", rows=sum(removed.values()), dirty_buckets=len(markers))
     return removed

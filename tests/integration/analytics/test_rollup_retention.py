@@ -95,6 +95,7 @@ def test_every_rollup_table_with_history_is_registered():
         ("user_activity_daily", None): "rollups.day",
         ("endpoint_day_users", None): "endpoint_usage",
         ("sessions", None): "rollups.day",
+        ("session_hours", None): "rollups.day",
     }
 
 
