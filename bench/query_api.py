@@ -222,7 +222,7 @@ def main() -> None:
         ("overview", "RollupReader", timed(lambda: rollup.performance_overview(1, period, None), args.calls)),
         ("endpoint stats", "RollupReader", timed(lambda: rollup.endpoint_stats(1, period, None, "requests", 100), args.calls)),
         ("exact distinct users per endpoint from raw rows (the answer's former path)", "RollupReader", timed(
-            lambda: rollup._distinct_endpoint_users(1, period), args.calls)),
+            lambda: rollup._distinct_endpoint_users(1, period), args.raw_calls)),
         ("overview", "RawReader (reference)", timed(lambda: raw.performance_overview(1, period, None), args.raw_calls)),
         ("endpoint stats", "RawReader (reference)", timed(lambda: raw.endpoint_stats(1, period, None, "requests", 100), args.raw_calls)),
         (f"logs filter, page {PAGE:,} via cursor", "raw logs, keyset", timed(
