@@ -55,7 +55,7 @@ def upgrade() -> None:
         sa.Column("version_upto_at", TS),
     )
     op.create_index("ix_session_hours_project_hour", "session_hours", ["project_id", "hour"])
-    op.create_index("ix_session_hours_project_user", "session_hours", ["project_id", "user_id"])
+    op.create_index("ix_session_hours_user", "session_hours", ["user_id"])
     stored = op.get_bind().execute(sa.text("SELECT 1 FROM sessions LIMIT 1")).first()
     if stored is None:
         return

@@ -195,7 +195,7 @@ class SessionHour(Base):
     version_upto_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (
         Index("ix_session_hours_project_hour", "project_id", "hour"),
-        Index("ix_session_hours_project_user", "project_id", "user_id"),
+        Index("ix_session_hours_user", "user_id"),
     )
 
 

@@ -39,6 +39,8 @@ from processor.analytics.sessionize import (
 )
 from processor.analytics.sqlparts import CHUNK, Sql, as_time, replace_scope
 
+# Partial rows one step writes beyond which it refreshes the planner's statistics first.
+ANALYZE_AFTER = 10_000
 EVENT_TABLES = ("endpoint_usage", "feature_usage", "user_activity")
 
 
@@ -160,6 +162,13 @@ def _client_sessions(sql: Sql, project: int, start: datetime, end: datetime) -> 
     )
     if parts:
         sql.conn.execute(insert(SessionHour), [{"project_id": project, **vars(p)} for p in parts])
+    if sql.pg and len(parts) >= ANALYZE_AFTER:
+        # Many rows written in this transaction (a rebuild, a backfill): without fresh
+        # statistics PostgreSQL reads the look-ups by session id below through the
+        # project_id prefix of another index, every row of the project per chunk (measured:
+        # 180 ms a chunk at 700,000 partials, 0.8 ms after ANALYZE, which counts this
+        # transaction's own rows).
+        sql.execute("ANALYZE session_hours, sessions")
     ids.update(p.session_id for p in parts)
     ordered = sorted(ids)
     written = 0
