@@ -166,15 +166,17 @@ def timed(fn: Callable[[], Any], calls: int) -> dict[str, float]:
 
 
 def page_cursor(url: str, page: int, size: int) -> logs.Cursor:
-    """The cursor a client holds after reading pages 1 … page-1, newest first."""
+    """The cursor a client holds after reading pages 1 … page-1, newest first (with the
+    total page 1 counted, as every next_cursor carries it)."""
     with psycopg.connect(libpq(url)) as conn:
+        total = conn.execute("SELECT count(*) FROM logs WHERE project_id = 1").fetchone()
         found = conn.execute(
             "SELECT timestamp, id FROM logs WHERE project_id = 1"
             " ORDER BY timestamp DESC, id DESC OFFSET %s LIMIT 1",
             ((page - 1) * size - 1,),
         ).fetchone()
-    assert found is not None, "not enough logs for that page"
-    return logs.Cursor(found[0].astimezone(UTC), found[1])
+    assert found is not None and total is not None, "not enough logs for that page"
+    return logs.Cursor(found[0].astimezone(UTC), found[1], total[0])
 
 
 def main() -> None:
