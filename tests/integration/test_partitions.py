@@ -191,7 +191,12 @@ def test_forget_user_reaches_every_partition(pg):
         add_rows(pg, table, times, user_id="stays")
     add_rows(pg, "user_properties", times[:1], user_id="gone")
     removed = admin.forget_user(pg, "gone")
-    rollups = {"user_activity_daily": 0, "sessions": 0, "endpoint_day_users": 0}  # no round ran
+    rollups = {
+        "user_activity_daily": 0,
+        "sessions": 0,
+        "endpoint_day_users": 0,
+        "session_hours": 0,
+    }  # no round ran
     assert removed == {**{t: 3 for t in RAW}, "user_properties": 1, **rollups}
     for table in RAW:
         assert count(pg, table, user_id="gone") == 0
