@@ -42,6 +42,7 @@ ROLLUP_TABLES = (
     "user_day_sessions",
     "dashboard_metrics",
     "sessions",
+    "session_hours",
 )
 
 

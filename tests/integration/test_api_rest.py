@@ -233,6 +233,16 @@ def test_user_properties_round_trip_in_the_telling_logger_shape(server, db):
     assert bad.status_code == 400 and bad.json()["parameter"] == "properties"
 
 
+def test_pages_reached_by_cursor_keep_the_total_of_the_first_page(server):
+    send_logs(server, None, [tl_log(i, user="u1", when=at(i // 2)) for i in range(30)])
+    first = get(server, "/api/v1/logs/filter", page_size=10).json()
+    assert first["total"] == 30
+    send_logs(server, None, [tl_log(100 + i, user="u1", when=at(40)) for i in range(5)])
+    second = get(server, "/api/v1/logs/filter", page_size=10, cursor=first["next_cursor"])
+    assert second.json()["total"] == 30  # counted once per chain, not per page
+    assert get(server, "/api/v1/logs/filter", page_size=10).json()["total"] == 35
+
+
 def test_logs_filter_pages_by_offset_and_by_cursor_alike(server):
     logs = [
         tl_log(i, user=f"u{i % 4}", level="error" if i % 3 == 0 else "info", when=at(i // 2))
@@ -248,6 +258,7 @@ def test_logs_filter_pages_by_offset_and_by_cursor_alike(server):
     while True:
         params = {"page_size": 10, **({"cursor": cursor} if cursor else {})}
         body = get(server, "/api/v1/logs/filter", **params).json()
+        assert body["total"] == 45
         by_cursor += [log["id"] for log in body["logs"]]
         cursor = body["next_cursor"]
         if cursor is None:

@@ -198,6 +198,7 @@ def test_forget_user_reaches_every_partition(pg):
         "feature_day_users": 0,
         "user_hour_parts": 0,
         "user_day_sessions": 0,
+        "session_hours": 0,
     }
     assert removed == {**{t: 3 for t in RAW}, "user_properties": 1, **rollups}
     for table in RAW:

@@ -77,6 +77,15 @@ def test_a_cursor_is_tied_to_its_project_and_order():
         decode_cursor("eyJ", 3, "desc")
 
 
+def test_a_cursor_carries_the_total_of_its_first_page():
+    when, row = datetime(2025, 1, 15, 12, tzinfo=UTC), uuid.uuid4()
+    assert decode_cursor(encode_cursor(3, "desc", when, row), 3, "desc").total is None
+    assert decode_cursor(encode_cursor(3, "desc", when, row, 45), 3, "desc").total == 45
+    for bad in (-1, "45", 4.5, True):
+        with pytest.raises(BadParameter):
+            decode_cursor(encode_cursor(3, "desc", when, row, bad), 3, "desc")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("database", ["postgresql", "sqlite"])
 @pytest.mark.parametrize(
     "sql",

@@ -222,6 +222,41 @@ class Session(Base):
     )
 
 
+class SessionHour(Base):
+    """One client session's events and logs within one UTC hour, summarized (the session's
+    per-hour partial): a round recomputes the partials of its dirty hours from their raw rows
+    only, then each touched ``sessions`` row from all its partials, so a session id a client
+    keeps for days costs a round its dirty hours, not every hour the session spans. Platform
+    and app version: the hour's latest non-empty value (``*_upto``: the latest at or before
+    the hour's last event), with its time. Forget-user clears ``user_id``; retention drops an
+    hour's partials under ``rollups.day`` once their session row is gone. Runner bookkeeping,
+    like endpoint_day_users: not granted to the reader role."""
+
+    __tablename__ = "session_hours"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(s("session_id"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    event_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    error_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    first_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_id: Mapped[str | None] = mapped_column(s("user_id"))
+    entry: Mapped[str | None] = mapped_column(s("endpoint"))
+    exit: Mapped[str | None] = mapped_column(s("endpoint"))
+    platform: Mapped[str | None] = mapped_column(s("device_platform"))
+    platform_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    platform_upto: Mapped[str | None] = mapped_column(s("device_platform"))
+    platform_upto_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[str | None] = mapped_column(s("app_version"))
+    version_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version_upto: Mapped[str | None] = mapped_column(s("app_version"))
+    version_upto_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        Index("ix_session_hours_project_hour", "project_id", "hour"),
+        Index("ix_session_hours_user", "user_id"),
+    )
+
+
 class Funnel(Base):
     __tablename__ = "funnels"
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -256,6 +291,7 @@ ROLLUP_MODELS = (
     UserHourPart,
     UserDaySession,
     Session,
+    SessionHour,
     Funnel,
     DashboardMetric,
 )

@@ -56,6 +56,10 @@ class LogFilter:
 class Cursor:
     timestamp: datetime
     id: uuid.UUID
+    # The filter's total when the chain's first page was read: pages reached by cursor
+    # answer it instead of counting again (the count grows with the matching logs; it was
+    # 146 of 226 ms at page 1,000 of 200,000 logs). None in cursors issued before it.
+    total: int | None = None
 
 
 @dataclass
@@ -65,8 +69,11 @@ class LogPage:
     next_cursor: str | None
 
 
-def encode_cursor(project: int, order: str, timestamp: datetime, row_id: uuid.UUID) -> str:
-    body = orjson.dumps({"p": project, "o": order, "t": timestamp.isoformat(), "i": row_id.hex})
+def encode_cursor(
+    project: int, order: str, timestamp: datetime, row_id: uuid.UUID, total: int | None = None
+) -> str:
+    fields = {"p": project, "o": order, "t": timestamp.isoformat(), "i": row_id.hex}
+    body = orjson.dumps(fields if total is None else {**fields, "n": total})
     return base64.urlsafe_b64encode(body).decode().rstrip("=")
 
 
@@ -74,7 +81,10 @@ def decode_cursor(token: str, project: int, order: str, name: str = "cursor") ->
     """A cursor this project's query issued; another project's or a mangled one is a 400."""
     try:
         body = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        cursor = Cursor(as_utc(body["t"]), uuid.UUID(hex=body["i"]))
+        total = body.get("n")
+        if total is not None and (type(total) is not int or total < 0):
+            raise ValueError("total")
+        cursor = Cursor(as_utc(body["t"]), uuid.UUID(hex=body["i"]), total)
         issued_for, issued_order = int(body["p"]), body["o"]
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise BadParameter(name, "is not a cursor this API issued") from None
@@ -134,13 +144,20 @@ def fetch_page(
         query = query.offset((page - 1) * page_size)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-        total = int(conn.execute(select(func.count()).select_from(LOGS).where(*where)).scalar_one())
+        if cursor is not None and cursor.total is not None:
+            total = cursor.total
+        else:
+            total = int(
+                conn.execute(select(func.count()).select_from(LOGS).where(*where)).scalar_one()
+            )
     more = len(rows) > page_size
     rows = rows[:page_size]
     next_cursor = None
     if more and sort_by == "timestamp" and rows:
         last = rows[-1]
-        next_cursor = encode_cursor(f.project_id, sort_order, as_utc(last.timestamp), last.id)
+        next_cursor = encode_cursor(
+            f.project_id, sort_order, as_utc(last.timestamp), last.id, total
+        )
     return LogPage([log_json(r._mapping) for r in rows], total, next_cursor)
 
 

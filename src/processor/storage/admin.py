@@ -15,6 +15,7 @@ from processor.analytics.schema import (
     EndpointDayUser,
     FeatureDayUser,
     Session,
+    SessionHour,
     UserActivityDaily,
     UserDaySession,
     UserHourPart,
@@ -156,6 +157,14 @@ def forget_user(engine: Engine, user_hash: str, project: int | None = None) -> d
             if project is not None:
                 statement = statement.where(table.c.project_id == project)
             removed[table.name] = int(conn.execute(statement).rowcount)
+        # A session's hour partials name the hour's first user: the name goes now; the
+        # partial stays until the round recomputes its hour (dirty, as the user's rows were
+        # in it), so that round still finds the session and rebuilds what remains of it.
+        parts: Table = SessionHour.__table__  # type: ignore[assignment]
+        cleared = update(parts).where(parts.c.user_id == user_hash).values(user_id=None)
+        if project is not None:
+            cleared = cleared.where(parts.c.project_id == project)
+        removed[parts.name] = int(conn.execute(cleared).rowcount)
         invalidations.record_markers(conn, markers)
     log.info("user_forgotten", rows=sum(removed.values()), dirty_buckets=len(markers))
     return removed

@@ -10,7 +10,8 @@ pages back with ``PRAGMA incremental_vacuum``. ``user_properties`` are kept.
 
 Rollup tables are not partitioned: their expired buckets are deleted in the same bounded
 batches. They are registered as :class:`RollupRetention` rows in ``ROLLUP_TABLES``: hourly
-rows expire under ``rollups.hour``, daily and longer rows (and sessions) under ``rollups.day``.
+rows expire under ``rollups.hour``, daily and longer rows (and sessions, with their hour
+partials) under ``rollups.day``.
 A bucket goes once it *ends* before the cutoff, so a week or month is never cut short. Dropping
 raw rows never touches a rollup (the rollup round freezes buckets older than their raw tables'
 cutoff, see processor.analytics.rollup).
@@ -63,6 +64,8 @@ class RollupRetention:
     target: str
     length: timedelta = timedelta(0)
     dates: bool = False
+    # More SQL the expired rows must match; ``:cutoff`` is the cutoff instant itself.
+    also: str | None = None
 
 
 # Every rollup table of SPEC §10 that grows with time. Hourly rows under rollups.hour; daily,
@@ -92,6 +95,18 @@ ROLLUP_TABLES: list[RollupRetention] = [
     RollupRetention("feature_usage_daily", None, None, "date", "rollups.day", DAY, dates=True),
     RollupRetention("user_activity_daily", None, None, "date", "rollups.day", DAY, dates=True),
     RollupRetention("sessions", None, None, "ended_at", "rollups.day"),
+    # A session's hour partials go with the session row (which they rebuild when a late row
+    # comes): an ended hour whose session is expired too, or has no row (logs only).
+    RollupRetention(
+        "session_hours",
+        None,
+        None,
+        "hour",
+        "rollups.day",
+        HOUR,
+        also="NOT EXISTS (SELECT 1 FROM sessions s WHERE s.project_id = session_hours.project_id"
+        " AND s.session_id = session_hours.session_id AND s.ended_at >= :cutoff)",
+    ),
     RollupRetention("endpoint_day_users", None, None, "day", "endpoint_usage", DAY, dates=True),
     RollupRetention("feature_hour_parts", None, None, "bucket_start", "feature_usage", HOUR),
     RollupRetention("feature_day_users", None, None, "day", "feature_usage", DAY, dates=True),
@@ -187,6 +202,9 @@ def rollup_condition(
     if spec.period_column is not None:
         sql += f' AND "{spec.period_column}" = :period'
         params["period"] = spec.period_value
+    if spec.also is not None:
+        sql += f" AND {spec.also}"
+        params["cutoff"] = cut.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else cut
     return sql, params
 
 

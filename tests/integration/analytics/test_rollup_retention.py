@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -102,6 +103,7 @@ def test_every_rollup_table_with_history_is_registered():
         ("user_hour_parts", None): "user_activity",
         ("user_day_sessions", None): "user_activity",
         ("sessions", None): "rollups.day",
+        ("session_hours", None): "rollups.day",
     }
 
 
@@ -198,3 +200,24 @@ def test_a_late_row_for_a_day_without_hour_rollups_recomputes_the_whole_day(
     write(engine, batch_of(events_at(100, 500, 1)))
     cli_lines(engine, capsys, "rollup")
     check_rollups(engine)  # hours again from the raw rows; the next retention drops them
+
+
+def test_session_hour_partials_go_with_their_expired_session_only(engine, capsys):
+    """Partials of a session retention removes go; a session id kept from 2,000 days back to
+    10 days back keeps all its partials (a late row rebuilds it whole); a round after
+    retention leaves that session as it was."""
+    kept = [replace(e, session="kept") for e in events_at(2000, 0, 2) + events_at(10, 10, 2)]
+    write(engine, batch_of(events_at(2000, 100) + kept))
+    run_round(engine)
+    hours = {(r["session_id"], as_utc(r["hour"]).date()) for r in stored(engine, "session_hours")}
+    old_day, new_day = noon(2000).date(), noon(10).date()
+    assert {("s2000-0", old_day), ("kept", old_day), ("kept", new_day)} <= hours
+    session = next(r for r in stored(engine, "sessions") if r["session_id"] == "kept")
+    cli_lines(engine, capsys, "retention")
+    left = {(r["session_id"], as_utc(r["hour"]).date()) for r in stored(engine, "session_hours")}
+    assert left == {("kept", old_day), ("kept", new_day)}
+    write(engine, batch_of([replace(events_at(10, 20, 1)[0], session="kept")]))
+    run_round(engine)
+    again = next(r for r in stored(engine, "sessions") if r["session_id"] == "kept")
+    assert again["started_at"] == session["started_at"]
+    assert again["event_count"] > session["event_count"]

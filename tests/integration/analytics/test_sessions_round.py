@@ -3,12 +3,16 @@ rows, after late, duplicate and out-of-order data; --rebuild gives the same rows
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event
 
+from processor.analytics import sessions
 from processor.analytics.rollup import run_round
+from processor.analytics.sqlparts import Sql
 from processor.mapping.rows import Batch
 from tests.helpers.rollups import (
     Event,
@@ -17,6 +21,7 @@ from tests.helpers.rollups import (
     clean,
     log_of,
     session_reference,
+    stored,
     stored_sessions,
     write,
 )
@@ -109,3 +114,56 @@ def test_empty_batch_keeps_sessions(engine):
     write(engine, Batch())
     run_round(engine)
     assert stored_sessions(engine) == {}
+
+
+RAW = ("endpoint_usage", "feature_usage", "user_activity", "logs")
+
+
+def _instants(params: Any) -> list[datetime]:
+    """The timestamps bound to a statement (datetimes on PostgreSQL, text on SQLite)."""
+    values = params.values() if isinstance(params, dict) else params or ()
+    found = []
+    for v in values:
+        if isinstance(v, datetime):
+            found.append(v.astimezone(UTC))
+        elif isinstance(v, str) and len(v) >= 19 and v[4] == "-" and v[10] == " ":
+            found.append(datetime.fromisoformat(v).replace(tzinfo=UTC))
+    return found
+
+
+def test_a_session_id_kept_for_days_costs_a_round_only_its_dirty_hour(engine):
+    """A client keeps one session id for 20 days. A late event in a new hour: the sessions
+    step binds no instant outside that hour in any statement reading a raw table (it used
+    to re-read the whole span), and the session row still covers all 20 days."""
+    days = [
+        Event(n, at(0) - timedelta(days=20 - n), "/a", 200, 1.0, "u1", "kept", None)
+        for n in range(20)
+    ]
+    b = batch_of(days)
+    b.rows["logs"].append(log_of(1, at(0) - timedelta(days=19), None, "kept", "ios", "1.0"))
+    write(engine, b)
+    run_round(engine)
+    assert len(stored(engine, "session_hours")) == 20
+    late = Event(20, at(2) + timedelta(minutes=5), "/b", 500, 1.0, "u1", "kept", None)
+    write(engine, batch_of([late]))
+    hour = at(2)
+    reads: list[list[datetime]] = []
+
+    def spy(conn, cursor, statement, params, context, executemany):
+        if any(f"FROM {t} " in statement or f"FROM {t}\n" in statement for t in RAW):
+            reads.append(_instants(params))
+
+    event.listen(engine, "before_cursor_execute", spy)
+    try:
+        with engine.begin() as conn:
+            sessions.recompute(Sql(conn), 1, hour, hour + timedelta(hours=1))
+    finally:
+        event.remove(engine, "before_cursor_execute", spy)
+    assert reads and all(reads)
+    assert all(hour <= t <= hour + timedelta(hours=1) for ts in reads for t in ts)
+    (row,) = stored_sessions(engine).values()
+    assert (row["started_at"], row["ended_at"]) == (days[0].when, late.when)
+    assert (row["entry"], row["device_platform"]) == ("GET /a", "ios")
+    check(engine)
+    run_round(engine)
+    assert stored_sessions(engine) == session_reference(engine)
