@@ -1,6 +1,6 @@
 """Migration 0010 (session_hours), run from revision 0009: a database whose sessions were
-built before it gets every client-session hour marked dirty, so the first round builds the partials; a database without
-sessions gets no marker."""
+built before it gets every client-session hour marked dirty, so the first round builds the
+partials; a database without sessions gets no marker."""
 
 from __future__ import annotations
 
