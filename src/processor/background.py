@@ -18,7 +18,6 @@ done at start, and its rounds are rare (hourly) and spent in the database, not i
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import threading
@@ -29,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 from processor.ops.child import ChildProcess
 from processor.ops.scheduler import PeriodicJob
-from processor.settings import Settings
+from processor.settings import Settings, child_environment
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +85,7 @@ class BackgroundProcess(ChildProcess):
     def __init__(self, settings: Settings, *, backoff: tuple[float, float] = (1.0, 60.0)):
         # Without the metrics directory: the runners report no metrics, and a process there
         # would count in the workers' sums (its processor_database_up of 0 in the minimum).
-        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        env = child_environment(without=("PROMETHEUS_MULTIPROC_DIR",))
         super().__init__(
             "background",
             [sys.executable, "-m", MODULE],

@@ -387,3 +387,9 @@ def redact_url(url: str) -> str:
     if not sep or not at or "/" in user:  # no user-info; the "@" is in a path or query
         return url
     return f"{scheme}://{user}:***@{hostpart}" if has_password else url
+
+
+def child_environment(*, without: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment for a child process, less the names in ``without`` (the
+    child's settings travel separately; this is for PATH, locale and the like)."""
+    return {k: v for k, v in os.environ.items() if k not in without}
