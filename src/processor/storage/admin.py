@@ -11,6 +11,7 @@ from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from processor.analytics import invalidations
+from processor.analytics.runner import ROLLUP_LOCK_KEY
 from processor.analytics.schema import (
     EndpointDayUser,
     FeatureDayUser,
@@ -22,6 +23,7 @@ from processor.analytics.schema import (
 )
 from processor.analytics.sqlparts import Sql, as_hour
 from processor.ingest.auth import INGEST, SCOPES, key_digest
+from processor.ops.scheduler import job_lock
 from processor.storage.schema import MODELS, ApiKey, Project
 
 log = structlog.get_logger(__name__)
@@ -147,9 +149,12 @@ def forget_user(engine: Engine, user_hash: str, project: int | None = None) -> d
     """Delete every row of one (hashed) user from every raw table and the rollups that name
     users, and mark every (raw table, project, hour) the deleted rows were in dirty, in the
     same transaction: the next rollup round recomputes those buckets, so counts and
-    unique_users stay exact and a crash cannot leave one without the other."""
+    unique_users stay exact and a crash cannot leave one without the other.
+
+    It waits for a rollup round in progress (the runner's lock): a round that read the raw
+    rows before this commit would otherwise write the user's hash back into a day set."""
     removed: dict[str, int] = {}
-    with engine.begin() as conn:
+    with job_lock(engine, ROLLUP_LOCK_KEY, wait=True), engine.begin() as conn:
         markers = _buckets_of(conn, user_hash, project)
         for model in (*MODELS, *USER_ROLLUPS):
             table: Table = model.__table__  # type: ignore[assignment]

@@ -3,13 +3,18 @@ their buckets are recomputed, and unique_users stays exact (SPEC §10, issue 10 
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from processor import cli
 from processor.analytics.rollup import run_round
+from processor.analytics.runner import ROLLUP_LOCK_KEY
 from processor.analytics.sqlparts import as_hour
 from processor.mapping.privacy import make_hasher
+from processor.ops.scheduler import job_lock
+from processor.storage import admin
 from tests.helpers.lifecycle_rows import add_rows
 from tests.helpers.rollups import (
     Event,
@@ -108,3 +113,21 @@ def test_forgetting_in_another_project_leaves_this_one_alone(engine, capsys):
     assert stored(engine, "rollup_invalidations") == []
     assert GONE in {r["user_id"] for r in stored(engine, "user_activity_daily")}
     check_rollups(engine)
+
+
+def test_forget_user_waits_for_a_rollup_round_in_progress(engine):
+    """A round that read the raw rows before forget-user committed would write the user's
+    hash back into a day set; so forget-user waits for the runner's lock."""
+    write(engine, batch_of(traffic()))
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (admin.forget_user(engine, GONE), done.set()))
+    with job_lock(engine, ROLLUP_LOCK_KEY, wait=True):  # a round holds it
+        worker.start()
+        assert not done.wait(1.0), "forget-user ran while a rollup round held the lock"
+    worker.join(30)
+    assert done.is_set()
+    with engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT count(*) FROM endpoint_usage WHERE user_id = :u"), {"u": GONE}
+        ).scalar()
+    assert left == 0
