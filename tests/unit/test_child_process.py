@@ -39,7 +39,7 @@ async def until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-un
         await asyncio.sleep(0.02)
 
 
-def test_the_child_gets_the_payload_and_stops_with_us(tmp_path):
+async def test_the_child_gets_the_payload_and_stops_with_us(tmp_path):
     out = tmp_path / "out.txt"
 
     async def go() -> tuple[int, int | None]:
@@ -53,12 +53,12 @@ def test_the_child_gets_the_payload_and_stops_with_us(tmp_path):
         assert child.proc is not None and child.pid is None
         return pid, child.proc.returncode
 
-    pid, code = asyncio.run(go())
+    pid, code = await go()
     assert code == -signal.SIGTERM  # stopped, not killed
     assert not alive(pid)
 
 
-def test_a_child_that_dies_is_started_again_with_growing_delays():
+async def test_a_child_that_dies_is_started_again_with_growing_delays():
     async def go() -> ChildProcess:
         child = ChildProcess(
             "dies", [sys.executable, "-c", "pass"], b"x", backoff=(0.05, 0.2), healthy_after=60
@@ -71,11 +71,11 @@ def test_a_child_that_dies_is_started_again_with_growing_delays():
         assert child.starts == starts  # none after shutdown
         return child
 
-    child = asyncio.run(go())
+    child = await go()
     assert child.delays[:4] == [0.05, 0.1, 0.2, 0.2]  # doubled, then capped
 
 
-def test_the_delay_starts_over_after_a_healthy_run():
+async def test_the_delay_starts_over_after_a_healthy_run():
     async def go() -> ChildProcess:
         # Each child "runs" longer than healthy_after (0): every restart waits the least.
         child = ChildProcess(
@@ -86,10 +86,10 @@ def test_the_delay_starts_over_after_a_healthy_run():
         await child.shutdown(1)
         return child
 
-    assert asyncio.run(go()).delays[:3] == [0.05, 0.05, 0.05]
+    assert await go().delays[:3] == [0.05, 0.05, 0.05]
 
 
-def test_a_child_ignoring_sigterm_is_killed_after_the_grace():
+async def test_a_child_ignoring_sigterm_is_killed_after_the_grace():
     async def go() -> int | None:
         child = ChildProcess("stubborn", [sys.executable, "-c", STUBBORN], b"x")
         await child.start()
@@ -98,17 +98,17 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace():
         assert child.proc is not None
         return child.proc.returncode
 
-    assert asyncio.run(go()) == -signal.SIGKILL
+    assert await go() == -signal.SIGKILL
 
 
-def test_shutdown_before_start_is_harmless():
+async def test_shutdown_before_start_is_harmless():
     async def go() -> None:
         child = ChildProcess("never", [sys.executable, "-c", "pass"], b"x")
         await child.shutdown(0)
         await child.start()  # closed: starts nothing
         assert child.proc is None
 
-    asyncio.run(go())
+    await go()
 
 
 def test_settings_cross_to_the_child_unchanged():
