@@ -86,7 +86,7 @@ async def test_the_delay_starts_over_after_a_healthy_run():
         await child.shutdown(1)
         return child
 
-    assert await go().delays[:3] == [0.05, 0.05, 0.05]
+    assert (await go()).delays[:3] == [0.05, 0.05, 0.05]
 
 
 async def test_a_child_ignoring_sigterm_is_killed_after_the_grace():
