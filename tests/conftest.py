@@ -307,10 +307,12 @@ def pg_proxy(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:
     proxy.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium through Playwright; skipped with the reason when missing
-    (a failure under REQUIRE_BROWSER=1)."""
+    (a failure under REQUIRE_BROWSER=1). Per module: Playwright's sync API keeps an event
+    loop running in the main thread while it is open, which would break every asyncio test
+    that runs after it."""
     yield from browser_helpers.chromium()
 
 
