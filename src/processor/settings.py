@@ -198,13 +198,17 @@ class Settings:
                     values[name] = float(raw)
                 except ValueError:
                     raise SettingsError(f"{var} must be a number, got {raw!r}") from None
-        direct = env.get("WRITER_DIRECT_COPY", "").strip().lower()
-        if direct:
-            if direct not in _BOOLEANS:
-                raise SettingsError(
-                    f"WRITER_DIRECT_COPY must be true or false (1/0, on/off), got {direct!r}"
-                )
-            values["writer_direct_copy"] = _BOOLEANS[direct]
+        for var, name in (
+            ("WRITER_DIRECT_COPY", "writer_direct_copy"),
+            ("LOGS_PARTITION_BY_LEVEL", "logs_partition_by_level"),
+        ):
+            flag = env.get(var, "").strip().lower()
+            if flag:
+                if flag not in _BOOLEANS:
+                    raise SettingsError(
+                        f"{var} must be true or false (1/0, yes/no, on/off), got {flag!r}"
+                    )
+                values[name] = _BOOLEANS[flag]
         if env.get("ALERT_WEBHOOK_ALLOWED_HOSTS", "").strip():
             values["alert_webhook_allowed_hosts"] = tuple(
                 h.strip().lower()
@@ -223,13 +227,6 @@ class Settings:
             values["user_id_hash_key"] = env["USER_ID_HASH_KEY"]
         if env.get("API_KEYS"):
             values["api_keys"] = tuple(k.strip() for k in env["API_KEYS"].split(",") if k.strip())
-        raw_flag = env.get("LOGS_PARTITION_BY_LEVEL", "").strip().lower()
-        if raw_flag:
-            if raw_flag not in _BOOLEANS:
-                raise SettingsError(
-                    f"LOGS_PARTITION_BY_LEVEL must be true or false, got {raw_flag!r}"
-                )
-            values["logs_partition_by_level"] = _BOOLEANS[raw_flag]
         if env.get("RETENTION", "").strip():
             values["retention"] = parse_retention(env["RETENTION"])
         for var, name in (
