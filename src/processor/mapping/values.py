@@ -179,14 +179,20 @@ def attributes(kvs: Iterable[KeyValue], depth: int = 0) -> dict[str, Any]:
     return out
 
 
+def full_string(kvs: Iterable[KeyValue], key: str) -> str | None:
+    """The first string KeyValue named ``key``, clipped at MAX_TEXT; None when there is none."""
+    for kv in kvs:
+        if kv.key == key and kv.value.WhichOneof("value") == "string_value":
+            return clean(kv.value.string_value, MAX_TEXT)
+    return None
+
+
 def long_text(kvs: Iterable[KeyValue], key: str, short: Any) -> Any:
     """A string attribute clipped at MAX_TEXT rather than MAX_STRING (stack traces)."""
     if not isinstance(short, str) or len(short) < MAX_STRING:
         return short
-    for kv in kvs:
-        if kv.key == key and kv.value.WhichOneof("value") == "string_value":
-            return clean(kv.value.string_value, MAX_TEXT)
-    return short
+    found = full_string(kvs, key)
+    return short if found is None else found
 
 
 def lookup(keys: Iterable[str], *sources: Mapping[str, Any]) -> Any:

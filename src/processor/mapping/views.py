@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from processor.mapping.values import MAX_STRING, MAX_TEXT, any_value, attributes, clean
+from processor.mapping.values import MAX_STRING, MAX_TEXT, any_value, attributes, full_string
 
 STACKTRACE_KEY = "exception.stacktrace"
 
@@ -65,10 +65,7 @@ def long_stacktrace(kvs: Iterable[KeyValue], attrs: dict[str, Any]) -> str | Non
     short = attrs.get(STACKTRACE_KEY)
     if not isinstance(short, str) or len(short) < MAX_STRING:
         return None
-    for kv in kvs:
-        if kv.key == STACKTRACE_KEY and kv.value.WhichOneof("value") == "string_value":
-            return clean(kv.value.string_value, MAX_TEXT)
-    return None
+    return full_string(kvs, STACKTRACE_KEY)
 
 
 def stack_text(short: Any, stacktrace: str | None) -> Any:
