@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from processor.analytics.invalidations import hour_of
 from processor.analytics.sessionize import LABEL_MAX, SessionEvent, SessionLog, SessionRow
 
 Found = tuple[str | None, datetime | None]
@@ -44,10 +45,6 @@ class HourPart:
     version_at: datetime | None = None
     version_upto: str | None = None
     version_upto_at: datetime | None = None
-
-
-def hour_of(when: datetime) -> datetime:
-    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _latest(logs: list[SessionLog], field: str, upto: datetime | None = None) -> Found:
