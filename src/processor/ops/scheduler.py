@@ -68,7 +68,8 @@ def job_lock(engine: Engine, key: int, *, wait: bool) -> Iterator[bool]:
 
 
 class PeriodicJob(Generic[T]):
-    """A ``lifecycle.Component`` running ``job(engine)`` every ``interval`` seconds.
+    """A ``lifecycle.Component`` running ``job(engine)`` every ``interval`` seconds (from the
+    start of one round to the start of the next; a round longer than that is followed at once).
 
     ``first_delay``: seconds before the first round (default: one interval). ``on_start``: a
     job run once right at start, under the same lock (e.g. work that must not wait for the
@@ -134,8 +135,11 @@ class PeriodicJob(Generic[T]):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             if self._stopping.is_set():
                 return
-            delay = self.interval
+            started = time.monotonic()
             await self._step(loop, self.run_once)
+            # Fixed rate: rounds start an interval apart, so work that arrived just after a
+            # round waits at most one interval plus that round, not the round twice over.
+            delay = max(0.0, self.interval - (time.monotonic() - started))
 
     async def _step(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
         started = time.perf_counter()
