@@ -30,7 +30,9 @@ def sketch_of(users: Iterable[str]) -> hll_sketch:
     from datasketches import hll_sketch, tgt_hll_type
 
     found = hll_sketch(LG_K, tgt_hll_type.HLL_4)
-    for user in users:
+    # A small sketch lists its entries in the order they came: sorted, the same users give
+    # the same bytes whatever order the database returned them in.
+    for user in sorted(users):
         found.update(user)
     return found
 

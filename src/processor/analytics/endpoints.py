@@ -142,7 +142,8 @@ def recompute_days(sql: Sql, project: int, start: datetime, end: datetime) -> in
                client_error_count, duration_sum_ms, duration_min_ms, duration_max_ms,
                latency_sketch, users_sketch
            FROM endpoint_stats WHERE project_id = :project AND period = 'hour'
-               AND bucket_start >= :start AND bucket_start < :end""",
+               AND bucket_start >= :start AND bucket_start < :end
+           ORDER BY bucket_start""",
         project=project,
         start=start,
         end=end,

@@ -105,7 +105,8 @@ def _merged(
     for r in sql.rows(
         """SELECT period_start, name, service_name, unit, count, sum, min, max, sketch
            FROM metric_aggregates WHERE project_id = :project AND period_type = :period
-               AND period_start >= :start AND period_start < :end""",
+               AND period_start >= :start AND period_start < :end
+           ORDER BY period_start""",
         project=project,
         period=period,
         start=start,
