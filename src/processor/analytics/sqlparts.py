@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -17,6 +18,19 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase
 
 from processor.analytics import sketch
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The raw rows one project added since the last round (PostgreSQL rounds only), in any
+    raw table: ``where`` (with its bind ``params``, ``:project`` among them) selects them in
+    every raw table, which all have project_id, timestamp and ingest_txid. ``hours``: the
+    UTC hours they fall in. A rollup adds them to what it has: it never sees them twice."""
+
+    where: str
+    params: dict[str, Any]
+    hours: frozenset[datetime]
+
 
 # Keys per DELETE statement: under SQLite's bound-parameter limit for the widest key.
 CHUNK = 500
