@@ -195,6 +195,7 @@ def test_forget_user_reaches_every_partition(pg):
         "user_activity_daily": 0,
         "sessions": 0,
         "endpoint_day_users": 0,
+        "endpoint_hour_users": 0,
         "feature_day_users": 0,
         "user_hour_parts": 0,
         "user_day_sessions": 0,

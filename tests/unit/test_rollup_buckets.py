@@ -108,3 +108,32 @@ def test_hours_are_utc():
 
     local = datetime(2024, 3, 4, 12, 30, tzinfo=ZoneInfo("Europe/Berlin"))
     assert hour_of(local) == datetime(2024, 3, 4, 11, 0, tzinfo=UTC)
+
+
+def test_postgres_markers_name_the_event_minute():
+    from processor.analytics.invalidations import minute_of
+
+    # touched() reads (id, project_id, timestamp, …) of each row.
+    rows = {"endpoint_usage": [("a", 1, T + timedelta(minutes=1, seconds=30)), ("b", 1, T)]}
+    assert touched(rows, minute_of) == {
+        ("endpoint_usage", 1, T),
+        ("endpoint_usage", 1, T + timedelta(minutes=1)),
+    }
+
+
+def test_a_delta_names_its_minutes_as_few_ranges_and_its_transactions():
+    from processor.analytics.rollup import MAX_RANGES, delta_of
+
+    minute = timedelta(minutes=1)
+    delta = delta_of(7, [T, T + minute, T + 5 * minute], {42, 41})
+    assert delta.params["txids"] == [41, 42]
+    assert (delta.params["lo0"], delta.params["hi0"]) == (T, T + 2 * minute)
+    assert (delta.params["lo1"], delta.params["hi1"]) == (T + 5 * minute, T + 6 * minute)
+    assert delta.hours == {T}
+    assert "ingest_txid = ANY(:txids)" in delta.where and ":project" in delta.where
+    # Scattered late minutes: the closest ranges are joined, never a minute left out.
+    scattered = [T + 3 * i * minute for i in range(MAX_RANGES + 5)]
+    wide = delta_of(7, scattered, {1})
+    spans = [(wide.params[f"lo{i}"], wide.params[f"hi{i}"]) for i in range(MAX_RANGES)]
+    assert f"lo{MAX_RANGES}" not in wide.params
+    assert all(any(lo <= m < hi for lo, hi in spans) for m in scattered)

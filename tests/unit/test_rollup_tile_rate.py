@@ -9,9 +9,11 @@ from processor.analytics.rollup import RoundResult
 def test_tiles_are_refreshed_at_most_once_per_minute(monkeypatch):
     clock = [1000.0]
     asked: list[bool] = []
+    finals: list[bool] = []
 
-    def fake_round(engine, *, policy=None, tiles=True):
+    def fake_round(engine, *, policy=None, tiles=True, final=True):
         asked.append(tiles)
+        finals.append(final)
         return RoundResult()
 
     monkeypatch.setattr(runner, "run_round", fake_round)
@@ -22,3 +24,5 @@ def test_tiles_are_refreshed_at_most_once_per_minute(monkeypatch):
         rounds(None)
     # Rounds at t = 0, 5, 35, 59, 60 and 65 s: tiles at 0 and again at 60 only.
     assert asked == [True, False, False, False, True, False]
+    # The serving runner leaves open hours' percentiles to their close.
+    assert finals == [False] * 6

@@ -22,13 +22,14 @@ from processor.analytics.sqlparts import Sql, as_date, as_hour, replace_scope
 
 GROUP = "coalesce(service_name, '') AS service_name, endpoint, method"
 KEY = ("service_name", "endpoint", "method")
+PERCENTILES = ("p50_ms", "p90_ms", "p95_ms", "p99_ms")
 WINDOW = "project_id = :project AND timestamp >= :start AND timestamp < :end"
 
 
 def _totals(sql: Sql) -> str:
     pct = "".join(
         f", {sql.pct(q, 'duration_ms')} AS {name}"
-        for q, name in zip(sketch.QUANTILES, ("p50_ms", "p90_ms", "p95_ms", "p99_ms"), strict=True)
+        for q, name in zip(sketch.QUANTILES, PERCENTILES, strict=True)
     )
     return f"""
         SELECT {sql.hour("timestamp")} AS bucket, {GROUP},
@@ -62,19 +63,34 @@ def hour_bins(sql: Sql, project: int, start: datetime, end: datetime) -> dict[tu
     return found
 
 
-def hour_users(sql: Sql, project: int, start: datetime, end: datetime) -> dict[tuple, Any]:
+def hour_users(
+    sql: Sql, project: int, start: datetime, end: datetime, open_from: datetime | None = None
+) -> dict[tuple, Any]:
     """Each hour group's users as a HyperLogLog (its exact count is the rows it was fed); the
-    same distinct users go into their days' exact sets (users already there stay once). On
-    PostgreSQL one scan does both (a data-modifying CTE); SQLite runs two statements."""
+    same distinct users go into their days' exact sets (users already there stay once) and,
+    for open hours (from ``open_from``, PostgreSQL), into the hour's set that added rows are
+    counted against. On PostgreSQL one scan does all (a data-modifying CTE); SQLite runs two
+    statements."""
     pairs = f"""SELECT DISTINCT {sql.hour("timestamp")} AS hour, {GROUP}, user_id
         FROM endpoint_usage WHERE {WINDOW} AND user_id IS NOT NULL"""
     columns = "(project_id, day, service_name, endpoint, method, user_id)"
     if sql.pg:
+        sql.execute(
+            "DELETE FROM endpoint_hour_users WHERE project_id = :project"
+            " AND hour >= :start AND hour < :end",
+            project=project,
+            start=start,
+            end=end,
+        )
         query = f"""WITH pairs AS ({pairs}), added AS (
                 INSERT INTO endpoint_day_users {columns}
                 SELECT DISTINCT :project, CAST(hour AS DATE), service_name, endpoint, method,
                     user_id FROM pairs
-                ON CONFLICT DO NOTHING)
+                ON CONFLICT DO NOTHING), hour_set AS (
+                INSERT INTO endpoint_hour_users
+                    (project_id, hour, service_name, endpoint, method, user_id)
+                SELECT :project, hour AT TIME ZONE 'UTC', service_name, endpoint, method,
+                    user_id FROM pairs WHERE hour AT TIME ZONE 'UTC' >= :open_from)
             SELECT * FROM pairs"""
     else:
         sql.execute(
@@ -87,14 +103,20 @@ def hour_users(sql: Sql, project: int, start: datetime, end: datetime) -> dict[t
         )
         query = pairs
     users: dict[tuple, list[str]] = defaultdict(list)
-    for r in sql.rows(query, project=project, start=start, end=end):
+    bound = {"open_from": open_from or end} if sql.pg else {}
+    for r in sql.rows(query, project=project, start=start, end=end, **bound):
         users[(as_hour(r[0]), r[1], r[2], r[3])].append(r[4])
     return {k: (len(v), distinct.sketch_of(v)) for k, v in users.items()}
 
 
-def recompute_hours(sql: Sql, project: int, start: datetime, end: datetime) -> int:
+def recompute_hours(
+    sql: Sql, project: int, start: datetime, end: datetime, open_from: datetime | None = None
+) -> int:
+    """The hours' rows from their raw rows. Hours from ``open_from`` on are open: added rows
+    will grow them (analytics.endpoint_rows), so their percentiles come from the sketch they
+    will merge into, and their user sets are kept; earlier hours are final and exact."""
     bins = hour_bins(sql, project, start, end)
-    users = hour_users(sql, project, start, end)
+    users = hour_users(sql, project, start, end, open_from)
     rows = []
     for r in sql.rows(_totals(sql), project=project, start=start, end=end):
         m = dict(r._mapping)
@@ -104,6 +126,9 @@ def recompute_hours(sql: Sql, project: int, start: datetime, end: datetime) -> i
         m["latency_sketch"] = found.encode() if found else None
         count, hll = users.get(key, (0, distinct.sketch_of(())))
         m["unique_users"], m["users_sketch"] = count, distinct.encode(hll)
+        m["percentiles_exact"] = open_from is None or m["bucket_start"] < open_from
+        if not m["percentiles_exact"]:
+            m.update(zip(PERCENTILES, found.quantiles() if found else [None] * 4, strict=True))
         rows.append(_row(project, "hour", m))
     return _replace(sql, project, "hour", start, end, rows)
 
@@ -171,6 +196,7 @@ def recompute_days(sql: Sql, project: int, start: datetime, end: datetime) -> in
             unique_users=users.get((day.date(), *key), 0),
             latency_sketch=found.encode() if found else None,
             users_sketch=None if d.users.missing else distinct.encode(d.users.sketch()),
+            percentiles_exact=False,  # day rows merge their hours' sketches (SPEC §10)
         )
         rows.append(_row(project, "day", m))
     return _replace(sql, project, "day", start, end, rows)

@@ -20,19 +20,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection, Engine
 
-from processor.analytics import daily, dashboard, endpoints, metrics, sessions
+from processor.analytics import daily, dashboard, endpoint_rows, endpoints, metrics, sessions
 from processor.analytics.buckets import DAY, HOUR, days_of, month_of, runs, week_of
 from processor.analytics.frozen import Floors, Policy, kept, with_whole_days
-from processor.analytics.invalidations import SOURCES
+from processor.analytics.invalidations import SOURCES, hour_of
 from processor.analytics.schema import (
     EndpointDayUser,
+    EndpointHourUser,
     EndpointStat,
     FeatureDayUser,
     FeatureHourPart,
@@ -44,15 +45,30 @@ from processor.analytics.schema import (
     UserDaySession,
     UserHourPart,
 )
-from processor.analytics.sqlparts import Sql, as_hour
+from processor.analytics.sqlparts import Delta, Sql, as_hour, utc
 
 # Tables the rounds maintain from raw rows (funnels are definitions, computed on request).
 REBUILT = (EndpointStat, MetricAggregate, FeatureUsageDaily, UserActivityDaily, Session)
+# An hour closes this long after its end: rows arriving later recompute it.
+CLOSE_AFTER = timedelta(minutes=10)
+MINUTE = timedelta(minutes=1)
 HOURS_PER_QUERY = 24
 DAYS_PER_QUERY = 7
 
 Step = Callable[[Sql], int]
 Dirty = dict[str, dict[int, set[datetime]]]  # kind -> project -> hour starts
+
+
+@dataclass
+class AddedRows:
+    """One project's rows added since the last round: their event minutes per raw table,
+    and the transactions that added them (PostgreSQL writer markers)."""
+
+    minutes: dict[str, set[datetime]] = field(default_factory=dict)
+    txids: set[int] = field(default_factory=set)
+
+
+Added = dict[int, AddedRows]
 
 
 @dataclass
@@ -70,19 +86,35 @@ def run_round(
     now: datetime | None = None,
     policy: Policy | None = None,
     tiles: bool = True,
+    final: bool = True,
 ) -> RoundResult:
     """Bring every rollup up to date once. The caller holds the runner lock. ``policy``: the
     retention policy, whose cutoffs freeze old buckets (None: nothing is frozen). ``tiles``:
-    refresh the dashboard tiles too (the runner does so at most once a minute)."""
+    refresh the dashboard tiles too (the runner does so at most once a minute). ``final``:
+    every hour's percentiles from its raw rows, the current one's too (``rollup``); the
+    serving runner passes False, and open hours then grow by their added rows alone."""
     started = time.perf_counter()
     result = RoundResult()
-    floors = Floors.of(policy, now or datetime.now(UTC))
-    if engine.dialect.name == "postgresql" or rebuild:
-        with engine.begin() as conn:
-            _tune(conn)
-            dirty = _claim(conn, result) if not rebuild else _everything(conn, result, floors)
-            for step in plan(dirty, _projects(conn, dirty), now, floors, tiles):
-                result.rows += step(Sql(conn))
+    when = now or datetime.now(UTC)
+    floors = Floors.of(policy, when)
+    pg = engine.dialect.name == "postgresql"
+    if pg or rebuild:
+        with engine.connect() as plain:
+            # One snapshot for the claim and every read: rows of a transaction whose marker
+            # this round did not claim are invisible to it, so they are added exactly once,
+            # by the round that claims their marker.
+            conn = plain.execution_options(isolation_level="REPEATABLE READ") if pg else plain
+            with conn.begin():
+                _tune(conn)
+                added: Added = {}
+                if rebuild:
+                    dirty = _everything(conn, result, floors)
+                else:
+                    dirty, added = _claim(conn, result)
+                opened = None if final or not pg else open_from(when)
+                steps = plan(dirty, _projects(conn, dirty), now, floors, tiles, added, opened)
+                for step in steps:
+                    result.rows += step(Sql(conn))
     else:
         with engine.connect() as conn:
             rows = conn.execute(
@@ -135,11 +167,28 @@ def _dirty(markers: object, result: RoundResult) -> Dirty:
     return dirty
 
 
-def _claim(conn: Connection, result: RoundResult) -> Dirty:
-    claimed = conn.execute(
-        text("DELETE FROM rollup_invalidations RETURNING kind, project_id, bucket_start")
-    )
-    return _dirty(claimed, result)
+def open_from(now: datetime) -> datetime:
+    """The first hour still open at ``now``: an hour closes CLOSE_AFTER past its end."""
+    return hour_of(now - HOUR - CLOSE_AFTER) + HOUR
+
+
+def _claim(conn: Connection, result: RoundResult) -> tuple[Dirty, Added]:
+    """Claim every marker: those without a transaction (forget-user, older ones) dirty
+    their hours; a writer's give the minutes and transactions of added rows."""
+    full: list[tuple[str, int, datetime]] = []
+    added: Added = {}
+    for kind, project, bucket, txid in conn.execute(
+        text("DELETE FROM rollup_invalidations RETURNING kind, project_id, bucket_start, txid")
+    ):
+        if txid is None:
+            full.append((kind, project, bucket))
+            continue
+        result.markers += 1
+        result.projects.add(project)
+        rows = added.setdefault(project, AddedRows())
+        rows.minutes.setdefault(kind, set()).add(utc(bucket))
+        rows.txids.add(int(txid))
+    return _dirty(full, result), added
 
 
 def _everything(conn: Connection, result: RoundResult, floors: Floors) -> Dirty:
@@ -149,6 +198,7 @@ def _everything(conn: Connection, result: RoundResult, floors: Floors) -> Dirty:
     since: list[tuple[Any, Any, datetime | None]] = [
         (EndpointStat, EndpointStat.bucket_start, floors.endpoints),
         (EndpointDayUser, EndpointDayUser.day, floors.endpoints),
+        (EndpointHourUser, EndpointHourUser.hour, floors.endpoints),
         (MetricAggregate, MetricAggregate.period_start, floors.metrics),
         (FeatureUsageDaily, FeatureUsageDaily.date, floors.features),
         (FeatureHourPart, FeatureHourPart.bucket_start, floors.features),
@@ -184,18 +234,42 @@ def plan(
     now: datetime | None = None,
     floors: Floors | None = None,
     tiles: bool = True,
+    added: Added | None = None,
+    opened: datetime | None = None,
 ) -> list[Step]:
     """The recomputations the dirty buckets need, hours before the days built from them;
-    frozen buckets (``floors``) are left out."""
+    frozen buckets (``floors``) are left out. ``added``: rows to add (PostgreSQL): endpoint
+    hours take them as they are, the other rollups recompute their hours. ``opened``: the
+    first open hour (None: every hour's rows are final)."""
     steps: list[Step] = []
     floors = floors or Floors()
+    added = added or {}
+    full_endpoint_hours = dirty["endpoint_usage"]
+    dirty = _with_added_hours(dirty, added)
 
     def each(fn: Callable[[Sql, int, datetime, datetime], int], project: int, ranges: list) -> None:
         steps.extend(partial(_call, fn, project, start, end) for start, end in ranges)
 
-    for project, dirty_hours in dirty["endpoint_usage"].items():
-        hours = with_whole_days(kept(dirty_hours, floors.endpoints), floors)
-        each(endpoints.recompute_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
+    endpoint_projects = set(full_endpoint_hours) | {
+        p for p, rows in added.items() if "endpoint_usage" in rows.minutes
+    }
+    for project in sorted(endpoint_projects):
+        rows = added.get(project, AddedRows())
+        minutes = set(kept(rows.minutes.get("endpoint_usage", ()), floors.endpoints))
+        # A day whose hour rows retention removed is recomputed whole, added rows or not.
+        expired = {
+            hour_of(m)
+            for m in minutes
+            if floors.hours and hour_of(m).replace(hour=0) < floors.hours
+        }
+        full = kept(full_endpoint_hours.get(project, ()), floors.endpoints) | expired
+        full = with_whole_days(full, floors)
+        minutes = {m for m in minutes if hour_of(m) not in full}
+        for start, end in runs(full, HOUR, HOURS_PER_QUERY):
+            steps.append(partial(_endpoint_hours, project, start, end, opened))
+        if minutes:
+            steps.append(partial(_endpoint_rows, project, minutes, rows.txids, opened))
+        hours = full | {hour_of(m) for m in minutes}
         each(endpoints.recompute_days, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
     for project, dirty_hours in dirty["performance_metrics"].items():
         hours = with_whole_days(kept(dirty_hours, floors.metrics), floors)
@@ -224,9 +298,75 @@ def plan(
     for project, hours in session_hours.items():
         each(sessions.recompute, project, runs(hours, HOUR, HOURS_PER_QUERY))
     when = now or datetime.now(UTC)
+    for project in sorted(projects | endpoint_projects):
+        steps.append(partial(_finalize, project, opened))
     for project in sorted(projects) if tiles else ():
         steps.append(partial(_dashboard, project, when))
     return steps
+
+
+def _with_added_hours(dirty: Dirty, added: Added) -> Dirty:
+    """``dirty`` plus the hours of added rows, for the rollups that recompute hours."""
+    out: Dirty = {kind: {p: set(h) for p, h in by.items()} for kind, by in dirty.items()}
+    for project, rows in added.items():
+        for kind, minutes in rows.minutes.items():
+            if kind in out:
+                out[kind].setdefault(project, set()).update(hour_of(m) for m in minutes)
+    return out
+
+
+def _endpoint_hours(
+    project: int, start: datetime, end: datetime, opened: datetime | None, sql: Sql
+) -> int:
+    return endpoints.recompute_hours(sql, project, start, end, opened if sql.pg else None)
+
+
+def _endpoint_rows(
+    project: int, minutes: set[datetime], txids: set[int], opened: datetime | None, sql: Sql
+) -> int:
+    """Add rows to their hours; an hour already final (no user set kept) is recomputed."""
+    final = endpoint_rows.exact_hours(sql, project, {hour_of(m) for m in minutes})
+    written = sum(
+        endpoints.recompute_hours(sql, project, start, end, opened)
+        for start, end in runs(final, HOUR, HOURS_PER_QUERY)
+    )
+    rest = sorted(m for m in minutes if hour_of(m) not in final)
+    if rest:
+        written += endpoint_rows.add_rows(sql, project, delta_of(project, rest, txids))
+    return written
+
+
+def _finalize(project: int, opened: datetime | None, sql: Sql) -> int:
+    """Percentiles from the raw rows for the hours that closed (all of them when final)."""
+    if not sql.pg:
+        return 0
+    hours = endpoint_rows.open_hours(sql, project, opened)
+    return endpoint_rows.finalize(sql, project, hours) if hours else 0
+
+
+# Time ranges one delta statement names at most: beyond, the closest ranges are joined (the
+# transaction filter keeps the rows exact; a wider range only reads more index entries).
+MAX_RANGES = 16
+
+
+def delta_of(project: int, minutes: list[datetime], txids: set[int]) -> Delta:
+    """The rows of ``txids`` within the event minutes, for one project."""
+    ranges: list[list[datetime]] = []
+    for m in sorted(minutes):
+        if ranges and ranges[-1][1] >= m:
+            ranges[-1][1] = m + MINUTE
+        else:
+            ranges.append([m, m + MINUTE])
+    while len(ranges) > MAX_RANGES:
+        i = min(range(len(ranges) - 1), key=lambda j: ranges[j + 1][0] - ranges[j][1])
+        ranges[i : i + 2] = [[ranges[i][0], ranges[i + 1][1]]]
+    params: dict[str, Any] = {"project": project, "txids": sorted(txids)}
+    spans = []
+    for i, (lo, hi) in enumerate(ranges):
+        spans.append(f"(timestamp >= :lo{i} AND timestamp < :hi{i})")
+        params[f"lo{i}"], params[f"hi{i}"] = lo, hi
+    where = f"project_id = :project AND ingest_txid = ANY(:txids) AND ({' OR '.join(spans)})"
+    return Delta(where, params, frozenset(hour_of(m) for m in minutes))
 
 
 def _call(

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     Double,
     Identity,
@@ -24,10 +25,11 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from processor.storage.schema import Base, JSONType, UTCDateTime, s
+from processor.storage.schema import INGEST_TXID, Base, JSONType, UTCDateTime, s
 
 # SQLite only makes an INTEGER PRIMARY KEY its rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -44,6 +46,10 @@ class RollupInvalidation(Base):
     project_id: Mapped[int] = mapped_column(Integer, nullable=False)
     bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)  # event hour
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, server_default=func.now())
+    # PostgreSQL, writer markers: the transaction that added the rows (the raw rows'
+    # ingest_txid), and bucket_start is the event minute: the round adds just those rows.
+    # NULL (forget-user, SQLite, older markers): recompute the bucket's hour from scratch.
+    txid: Mapped[int | None] = mapped_column(BigInteger, server_default=INGEST_TXID)
     __table_args__ = {"sqlite_autoincrement": True}
 
 
@@ -70,6 +76,13 @@ class EndpointStat(Base):
     # The bucket's distinct users as a HyperLogLog (analytics.distinct), mergeable over a
     # range; NULL on rows written before revision 0008 (ranges then count raw rows).
     users_sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Whether p50…p99 are percentile_cont of the bucket's raw rows. False while an hour is
+    # open and added rows grow it (its percentiles then come from its sketch, within 1 %):
+    # the first round after the hour closes computes them from the raw rows. Day rows are
+    # always merged sketches (false).
+    percentiles_exact: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("true")
+    )
     __table_args__ = (
         Index(
             "ix_endpoint_stats_project_endpoint",
@@ -90,6 +103,20 @@ class EndpointDayUser(Base):
     __tablename__ = "endpoint_day_users"
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    service_name: Mapped[str] = mapped_column(s("service_name"), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(s("endpoint"), primary_key=True)
+    method: Mapped[str] = mapped_column(s("method"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(s("user_id"), primary_key=True)
+
+
+class EndpointHourUser(Base):
+    """The users of an open hour's (service, endpoint, method), while added rows maintain the
+    hour's row: a user new to the set adds one to ``unique_users``. Dropped when the hour
+    closes (its row is then final; late rows recompute the hour from the raw rows)."""
+
+    __tablename__ = "endpoint_hour_users"
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     service_name: Mapped[str] = mapped_column(s("service_name"), primary_key=True)
     endpoint: Mapped[str] = mapped_column(s("endpoint"), primary_key=True)
     method: Mapped[str] = mapped_column(s("method"), primary_key=True)
@@ -283,6 +310,7 @@ class DashboardMetric(Base):
 ROLLUP_MODELS = (
     EndpointStat,
     EndpointDayUser,
+    EndpointHourUser,
     MetricAggregate,
     FeatureUsageDaily,
     FeatureHourPart,

@@ -151,16 +151,24 @@ def replace_scope(
     existing = {tuple(_norm(v) for v in r) for r in conn.execute(select(*key).where(*where))}
     fresh = [dict(r) for r in rows]
     produced = {tuple(_norm(r[n]) for n in names) for r in fresh}
-    if fresh:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(table)
-        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in names}
-        # executemany: compiled once (cached), sent in batches by the driver.
-        conn.execute(stmt.on_conflict_do_update(index_elements=names, set_=updates), fresh)
+    upsert(conn, model, fresh)
     stale = list(existing - produced)
     for start in range(0, len(stale), CHUNK):
         conn.execute(delete(table).where(tuple_(*key).in_(stale[start : start + CHUNK])))
     return len(fresh)
+
+
+def upsert(conn: Connection, model: type[DeclarativeBase], rows: list[dict[str, Any]]) -> int:
+    """Insert the rows, replacing those with the same primary key."""
+    if rows:
+        table: Table = model.__table__  # type: ignore[assignment]
+        names = [c.name for c in _primary_key(table)]
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(table)
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in names}
+        # executemany: compiled once (cached), sent in batches by the driver.
+        conn.execute(stmt.on_conflict_do_update(index_elements=names, set_=updates), rows)
+    return len(rows)
 
 
 def ratio(part: float | None, whole: float | None) -> float | None:

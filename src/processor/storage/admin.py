@@ -14,6 +14,7 @@ from processor.analytics import invalidations
 from processor.analytics.runner import ROLLUP_LOCK_KEY
 from processor.analytics.schema import (
     EndpointDayUser,
+    EndpointHourUser,
     FeatureDayUser,
     Session,
     SessionHour,
@@ -29,7 +30,8 @@ from processor.storage.schema import MODELS, ApiKey, Project
 log = structlog.get_logger(__name__)
 
 # Rollup tables that hold a user id: their rows of the user are deleted outright (the day sets
-# of endpoint_day_users, feature_day_users and user_day_sessions, and the user's hour parts,
+# of endpoint_day_users, feature_day_users and user_day_sessions, an open hour's
+# endpoint_hour_users, and the user's hour parts,
 # among them, so recomputed day rows leave the user out). The other rollups only count users;
 # they are recomputed from the remaining raw rows. (Funnel results are not stored: funnels
 # are computed on request from the raw rows.)
@@ -37,6 +39,7 @@ USER_ROLLUPS = (
     UserActivityDaily,
     Session,
     EndpointDayUser,
+    EndpointHourUser,
     FeatureDayUser,
     UserHourPart,
     UserDaySession,

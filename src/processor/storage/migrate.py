@@ -8,7 +8,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 
-from processor.storage.schema import exists_on, is_partition
+from processor.storage.schema import INGEST_TXID, exists_on, is_partition
 
 
 def alembic_config(url: str) -> Config:
@@ -57,4 +57,7 @@ def _identity_blind(
     """SQLite: an identity column's missing default is no difference; else compare as usual."""
     if metadata_column.identity is not None and inspected_default is None:
         return False
+    default = metadata_column.server_default
+    if default is not None and default.arg is INGEST_TXID and inspected_default is None:
+        return False  # PostgreSQL's alone
     return None

@@ -72,7 +72,8 @@ class RollupRetention:
 # weekly and monthly rows and sessions (one row per visit, read as daily history) under
 # rollups.day. A month counts as 31 days, so a short month is kept up to 3 days longer.
 # endpoint_day_users (the day user sets day rows count) go with their day's raw rows, under
-# endpoint_usage: the day is frozen from then on and its set is never read again. The parts
+# endpoint_usage: the day is frozen from then on and its set is never read again (so do
+# endpoint_hour_users an open hour leaves behind, when no round closed it). The parts
 # and sets feature and user day rows are built from likewise, under feature_usage and
 # user_activity (a user's day is frozen once any of its three raw tables' cutoff passes it).
 # Not here: dashboard_metrics (current values only), funnels (definitions) and
@@ -108,6 +109,7 @@ ROLLUP_TABLES: list[RollupRetention] = [
         " AND s.session_id = session_hours.session_id AND s.ended_at >= :cutoff)",
     ),
     RollupRetention("endpoint_day_users", None, None, "day", "endpoint_usage", DAY, dates=True),
+    RollupRetention("endpoint_hour_users", None, None, "hour", "endpoint_usage", HOUR),
     RollupRetention("feature_hour_parts", None, None, "bucket_start", "feature_usage", HOUR),
     RollupRetention("feature_day_users", None, None, "day", "feature_usage", DAY, dates=True),
     RollupRetention("user_hour_parts", None, None, "bucket_start", "user_activity", HOUR),

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Double,
@@ -125,7 +126,20 @@ class EventMixin:
     span_id: Mapped[str | None] = mapped_column(s("span_id"), sort_order=-1)
 
 
-class EndpointUsage(EventMixin, Base):
+# PostgreSQL: the top-level transaction that inserted a raw row (a savepoint's rows too, unlike
+# xmin). Invalidation markers carry the same value, so a rollup round adds exactly the rows
+# of the transactions whose markers it claimed (analytics.rollup). Filled by the database,
+# never by the writer; NULL on SQLite and on rows stored before revision 0011.
+INGEST_TXID = text("(pg_current_xact_id())::text::bigint")
+
+
+class RawMixin(EventMixin):
+    ingest_txid: Mapped[int | None] = mapped_column(
+        BigInteger, server_default=INGEST_TXID, sort_order=100
+    )
+
+
+class EndpointUsage(RawMixin, Base):
     __tablename__ = "endpoint_usage"
     endpoint: Mapped[str] = mapped_column(s("endpoint"), nullable=False)
     method: Mapped[str] = mapped_column(s("method"), nullable=False)
@@ -147,7 +161,7 @@ class EndpointUsage(EventMixin, Base):
     )
 
 
-class FeatureUsage(EventMixin, Base):
+class FeatureUsage(RawMixin, Base):
     __tablename__ = "feature_usage"
     feature_name: Mapped[str] = mapped_column(s("feature_name"), nullable=False)
     action: Mapped[str] = mapped_column(s("action"), nullable=False)
@@ -168,7 +182,7 @@ class FeatureUsage(EventMixin, Base):
     )
 
 
-class UserActivity(EventMixin, Base):
+class UserActivity(RawMixin, Base):
     __tablename__ = "user_activity"
     event_type: Mapped[str] = mapped_column(s("event_type"), nullable=False)
     user_id: Mapped[str | None] = mapped_column(s("user_id"))
@@ -186,7 +200,7 @@ class UserActivity(EventMixin, Base):
     )
 
 
-class Log(EventMixin, Base):
+class Log(RawMixin, Base):
     __tablename__ = "logs"
     level: Mapped[str] = mapped_column(s("level"), nullable=False)
     severity_number: Mapped[int | None] = mapped_column(Integer)
@@ -222,7 +236,7 @@ class Log(EventMixin, Base):
     )
 
 
-class PerformanceMetric(EventMixin, Base):
+class PerformanceMetric(RawMixin, Base):
     __tablename__ = "performance_metrics"
     metric_type: Mapped[str] = mapped_column(s("metric_type"), nullable=False)
     value: Mapped[float | None] = mapped_column(Double)

@@ -95,6 +95,7 @@ def test_every_rollup_table_with_history_is_registered():
         ("feature_usage_daily", None): "rollups.day",
         ("user_activity_daily", None): "rollups.day",
         ("endpoint_day_users", None): "endpoint_usage",
+        ("endpoint_hour_users", None): "endpoint_usage",
         # The parts and sets day rows are built from go with raw rows of their own (the day
         # is frozen from then on): feature days under feature_usage, user days under
         # user_activity (one of the three raw tables whose cutoff freezes a user's day).
