@@ -533,7 +533,8 @@ def session_reference(engine: Engine) -> dict[str, dict[str, Any]]:
     out = {}
     for key, group in groups.items():
         first, last = group[0]["timestamp"], group[-1]["timestamp"]
-        labels = [e["label"] for e in group if e["label"] is not None]
+        # entry and exit keep the first 512 characters (their column's width)
+        labels = [e["label"][:512] for e in group if e["label"] is not None]
         if key[0] == "client":  # any of the session's logs, whenever
             mine = [g for g in logs if g["session_id"] == key[1]]
         else:  # the user's session-less logs inside the session

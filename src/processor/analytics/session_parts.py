@@ -120,26 +120,31 @@ def partials_sql(d: Dialect, where: str) -> str:
                 min(at) AS first_at, max(at) AS last_at, {", ".join(picks)}
             FROM ({_rows_sql(d, where)}) AS r
             GROUP BY session_id, hour
-        ) AS p"""
+        ) AS p
+        WHERE true"""  # SQLite reads "ON CONFLICT" after a bare FROM as a join
 
 
 def merge_sql(d: Dialect) -> str:
-    """The upsert clause that merges a new partial into the stored one (PostgreSQL)."""
+    """The upsert clause that merges a new partial (``excluded``) into the stored one."""
+
+    def wins(col: str, smaller: bool, collate: str = "") -> str:
+        return (
+            f"session_hours.{col} IS NULL OR excluded.{col}{collate}"
+            f" {'<' if smaller else '>'} session_hours.{col}"
+        )
+
+    def pick(col: str, test: str) -> str:
+        return f"{col} = CASE WHEN {test} THEN excluded.{col} ELSE session_hours.{col} END"
+
     sets = [
         "event_count = session_hours.event_count + excluded.event_count",
         "error_count = session_hours.error_count + excluded.error_count",
-        "first_at = least(session_hours.first_at, excluded.first_at)",
-        "last_at = greatest(session_hours.last_at, excluded.last_at)",
+        pick("first_at", wins("first_at", True)),
+        pick("last_at", wins("last_at", False)),
     ]
     for value, key, smaller in CHOSEN:
-        wins = (
-            f"session_hours.{key} IS NULL OR excluded.{key}{d.collate}"
-            f" {'<' if smaller else '>'} session_hours.{key}"
-        )
-        for col in (key, value):
-            sets.append(
-                f"{col} = CASE WHEN {wins} THEN excluded.{col} ELSE session_hours.{col} END"
-            )
+        test = wins(key, smaller, d.collate)
+        sets += [pick(key, test), pick(value, test)]
     return "ON CONFLICT (project_id, session_id, hour) DO UPDATE SET " + ", ".join(sets)
 
 
