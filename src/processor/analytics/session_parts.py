@@ -18,10 +18,11 @@ any time (ties by id), with a log key ``timestamp | 3 | id`` the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy import bindparam, text
 
 from processor.analytics.sessionize import LABEL_MAX, SessionRow
 from processor.analytics.sqlparts import Sql, as_time
@@ -148,7 +149,7 @@ def merge_sql(d: Dialect) -> str:
     return "ON CONFLICT (project_id, session_id, hour) DO UPDATE SET " + ", ".join(sets)
 
 
-def sessions_sql(d: Dialect, ids: str) -> str:
+def sessions_sql(d: Dialect) -> str:
     """Each session's merged partials (the sessions ``ids`` selects that have an event)."""
     width = d.key_width
     picks = ", ".join(
@@ -158,23 +159,26 @@ def sessions_sql(d: Dialect, ids: str) -> str:
     return f"""
         SELECT session_id, min(first_at), max(last_at), sum(event_count), sum(error_count),
             {picks}
-        FROM session_hours WHERE project_id = :project AND session_id {ids}
+        FROM session_hours WHERE project_id = :project AND session_id {{ids}}
         GROUP BY session_id HAVING sum(event_count) > 0"""
 
 
-def session_rows(sql: Sql, project: int, ids: Iterable[str]) -> list[SessionRow]:
+def by_ids(sql: Sql, query: str, ids: list[str], **params: Any) -> list[Any]:
+    """Run ``query``, whose ``{ids}`` becomes a test of ``session_id`` against ``ids``: one
+    array on PostgreSQL (a hashed look-up; an IN list of binds is searched linearly per
+    row), an IN list of binds on SQLite (callers keep it under CHUNK)."""
+    if sql.pg:
+        result = sql.conn.execute(text(query.format(ids="= ANY(:ids)")), {**params, "ids": ids})
+    else:
+        stmt = text(query.format(ids="IN :ids")).bindparams(bindparam("ids", expanding=True))
+        result = sql.conn.execute(stmt, {**params, "ids": ids})
+    return list(result) if result.returns_rows else []
+
+
+def session_rows(sql: Sql, project: int, ids: list[str]) -> list[SessionRow]:
     """The rows of the client sessions ``ids`` merged from all their partials; a session
     without an event (only logs) has none."""
-    d = Dialect(sql.pg)
-    chosen = list(ids)
-    found: list[Any]
-    if sql.pg:
-        found = sql.rows(sessions_sql(d, "= ANY(:ids)"), project=project, ids=chosen)
-    else:
-        from sqlalchemy import bindparam, text
-
-        stmt = text(sessions_sql(d, "IN :ids")).bindparams(bindparam("ids", expanding=True))
-        found = list(sql.conn.execute(stmt, {"project": project, "ids": chosen}))
+    found = by_ids(sql, sessions_sql(Dialect(sql.pg)), ids, project=project)
     return [
         SessionRow(
             session_id=r[0],

@@ -21,11 +21,13 @@ sessionize module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from processor.analytics.buckets import HOUR
 from processor.analytics.invalidations import hour_of
@@ -33,6 +35,7 @@ from processor.analytics.schema import Session
 from processor.analytics.session_parts import (
     COLUMNS,
     Dialect,
+    by_ids,
     hours_of,
     merge_sql,
     partials_sql,
@@ -145,15 +148,30 @@ def add_delta(sql: Sql, project: int, delta: Delta) -> int:
     inferred sessions of the users with session-less rows among them re-sessionized."""
     params = {**delta.params, "project": project}
     d = Dialect(sql.pg)
-    touched = {
-        r[0]
-        for r in sql.rows(
-            f"INSERT INTO session_hours ({COLUMNS}) {partials_sql(d, delta.where)}"
-            f" {merge_sql(d)} RETURNING session_id",
-            **params,
-        )
-    }
+    with _hash_grouping(sql):
+        touched = {
+            r[0]
+            for r in sql.rows(
+                f"INSERT INTO session_hours ({COLUMNS}) {partials_sql(d, delta.where)}"
+                f" {merge_sql(d)} RETURNING session_id",
+                **params,
+            )
+        }
     return _rewrite(sql, project, touched) + _idle_delta(sql, project, delta.where, params)
+
+
+@contextmanager
+def _hash_grouping(sql: Sql) -> Iterator[None]:
+    """Group the partials by hashing, not sorting: a fresh day partition has no statistics,
+    the planner then expects a few rows and sorts an hour's wide rows on disk (measured on
+    1.58 M rows: 8.5 s sorted, 5.6 s hashed, into ~16,000 groups)."""
+    if not sql.pg:
+        yield
+        return
+    before = sql.rows("SELECT current_setting('enable_sort')")[0][0]
+    sql.rows("SELECT set_config('enable_sort', 'off', true)")
+    yield  # not restored after an error: the transaction is over then
+    sql.rows("SELECT set_config('enable_sort', :value, true)", value=before)
 
 
 def _client_sessions(sql: Sql, project: int, start: datetime, end: datetime) -> int:
@@ -164,15 +182,17 @@ def _client_sessions(sql: Sql, project: int, start: datetime, end: datetime) -> 
     sql.execute(
         f"DELETE FROM session_hours WHERE {in_hours}", project=project, start=start, end=end
     )
-    written = sql.execute(
-        f"INSERT INTO session_hours ({COLUMNS}) "
-        + partials_sql(
-            Dialect(sql.pg), "project_id = :project AND timestamp >= :start AND timestamp < :end"
-        ),
-        project=project,
-        start=start,
-        end=end,
-    )
+    with _hash_grouping(sql):
+        written = sql.execute(
+            f"INSERT INTO session_hours ({COLUMNS}) "
+            + partials_sql(
+                Dialect(sql.pg),
+                "project_id = :project AND timestamp >= :start AND timestamp < :end",
+            ),
+            project=project,
+            start=start,
+            end=end,
+        )
     if sql.pg and written >= ANALYZE_AFTER:
         # Many rows written in this transaction (a rebuild, a backfill): without fresh
         # statistics PostgreSQL reads the look-ups by session id below through the
@@ -186,16 +206,29 @@ def _client_sessions(sql: Sql, project: int, start: datetime, end: datetime) -> 
 def _rewrite(sql: Sql, project: int, ids: set[str]) -> int:
     """The sessions ``ids`` rewritten from all their partials (gone when none has events)."""
     ordered = sorted(ids)
+    step = max(len(ordered), 1) if sql.pg else CHUNK
     written = 0
-    for first in range(0, len(ordered), CHUNK):
-        chunk = ordered[first : first + CHUNK]
-        t = Session
-        written += replace_scope(
-            sql.conn,
-            t,
-            [t.project_id == project, t.session_id.in_(chunk)],
-            [_record(r, project) for r in session_rows(sql, project, chunk)],
-        )
+    for first in range(0, len(ordered), step):
+        chunk = ordered[first : first + step]
+        rows = session_rows(sql, project, chunk)
+        if rows:
+            insert = postgresql.insert if sql.pg else sqlite.insert
+            stmt = insert(Session)
+            names = ["project_id", "session_id"]
+            updates = {c.name: stmt.excluded[c.name] for c in stmt.table.c if c.name not in names}
+            sql.conn.execute(
+                stmt.on_conflict_do_update(index_elements=names, set_=updates),
+                [_record(r, project) for r in rows],
+            )
+        gone = sorted(set(chunk) - {r.session_id for r in rows})
+        if gone:
+            by_ids(
+                sql,
+                "DELETE FROM sessions WHERE project_id = :project AND session_id {ids}",
+                gone,
+                project=project,
+            )
+        written += len(rows)
     return written
 
 
