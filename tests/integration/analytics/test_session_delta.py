@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event
 
 from processor.analytics import sessions
 from processor.analytics.sqlparts import Delta, Sql
@@ -127,3 +128,30 @@ def test_a_later_delta_with_earlier_events_merges_into_the_stored_partial(engine
     assert stored_sessions(engine) == session_reference(engine)
     (part,) = stored(engine, "session_hours")
     assert part["event_count"] == 6
+
+
+def test_a_delta_reads_only_its_rows(engine):
+    """Client sessions: every statement of add_delta that reads a raw table selects the
+    delta's rows (its where), not the hours they fall in."""
+    b, ids = _batch([(m, "/a", 200, "u1", "s1", None) for m in (1, 20, 59)], [], 0)
+    write(engine, b)
+    _add(engine, ids)
+    b, later = _batch([(30, "/b", 200, "u1", "s1", None)], [(31, None, "s1", "ios", None)], 100)
+    write(engine, b)
+    reads: list[str] = []
+
+    def spy(conn, cursor, statement, params, context, executemany):
+        if any(f"FROM {t} " in statement for t in ("endpoint_usage", "feature_usage", "logs")):
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", spy)
+    try:
+        _add(engine, later)
+    finally:
+        event.remove(engine, "before_cursor_execute", spy)
+    assert reads
+    assert all(f"'{later[0]}'" in statement for statement in reads)
+    (row,) = stored_sessions(engine).values()
+    # endpoint + feature rows each, activity rows for ids 0 and 100; the exit stays at minute 59
+    assert (row["event_count"], row["exit"], row["device_platform"]) == (10, "f2", "ios")
+    assert stored_sessions(engine) == session_reference(engine)
