@@ -497,7 +497,9 @@ def log_of(
 
 def session_reference(engine: Engine) -> dict[str, dict[str, Any]]:
     """Sessions recomputed by brute force from every raw row of project 1: client sessions by
-    id; a user's session-less events chained while each gap is at most 30 minutes."""
+    id; a user's session-less events chained while each gap is at most 30 minutes. Platform
+    and app version: the latest non-empty value among a client session's logs (any time),
+    or among the user's session-less logs inside an inferred session."""
     events = []
     for table, label in (
         ("endpoint_usage", "method || ' ' || endpoint"),
@@ -539,12 +541,13 @@ def session_reference(engine: Engine) -> dict[str, dict[str, Any]]:
     out = {}
     for key, group in groups.items():
         first, last = group[0]["timestamp"], group[-1]["timestamp"]
-        labels = [e["label"] for e in group if e["label"] is not None]
-        if key[0] == "client":
+        # entry and exit keep the first 512 characters (their column's width)
+        labels = [e["label"][:512] for e in group if e["label"] is not None]
+        if key[0] == "client":  # any of the session's logs, whenever
             mine = [g for g in logs if g["session_id"] == key[1]]
-        else:
+        else:  # the user's session-less logs inside the session
             mine = [g for g in logs if g["session_id"] is None and g["user_id"] == key[1]]
-        mine = [g for g in mine if first <= g["timestamp"] <= last]
+            mine = [g for g in mine if first <= g["timestamp"] <= last]
         platforms = [g["device_platform"] for g in mine if g["device_platform"]]
         versions = [g["app_version"] for g in mine if g["app_version"]]
         name = key[1] if key[0] == "client" else f"idle:{key[1]}:{first.isoformat()}"

@@ -249,15 +249,22 @@ class Session(Base):
     )
 
 
+# A session_hours sort key: 'YYYY-MM-DD HH:MM:SS.ffffff' + kind digit + row id (36 characters
+# of uuid text on PostgreSQL, 32 hex on SQLite).
+SESSION_KEY_MAX = 64
+
+
 class SessionHour(Base):
     """One client session's events and logs within one UTC hour, summarized (the session's
-    per-hour partial): a round recomputes the partials of its dirty hours from their raw rows
-    only, then each touched ``sessions`` row from all its partials, so a session id a client
-    keeps for days costs a round its dirty hours, not every hour the session spans. Platform
-    and app version: the hour's latest non-empty value (``*_upto``: the latest at or before
-    the hour's last event), with its time. Forget-user clears ``user_id``; retention drops an
-    hour's partials under ``rollups.day`` once their session row is gone. Runner bookkeeping,
-    like endpoint_day_users: not granted to the reader role."""
+    per-hour partial, see analytics/session_parts.py): partials merge, so a round adds the
+    partial of its new rows to the stored one, or recomputes an hour's partials from its raw
+    rows, and each touched ``sessions`` row is merged from all its partials; a session id a
+    client keeps for days costs a round its new rows, not every hour the session spans. Each
+    chosen value (first user, entry, exit; latest platform, app version) is stored with the
+    sort key of the row it came from (``*_key``), which decides it in a merge. Forget-user
+    clears ``user_id``; retention drops an hour's partials under ``rollups.day`` once their
+    session row is gone. Runner bookkeeping, like endpoint_day_users: not granted to the
+    reader role."""
 
     __tablename__ = "session_hours"
     project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -267,17 +274,16 @@ class SessionHour(Base):
     error_count: Mapped[int] = mapped_column(Integer, nullable=False)
     first_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_key: Mapped[str | None] = mapped_column(String(SESSION_KEY_MAX))
     user_id: Mapped[str | None] = mapped_column(s("user_id"))
+    entry_key: Mapped[str | None] = mapped_column(String(SESSION_KEY_MAX))
     entry: Mapped[str | None] = mapped_column(s("endpoint"))
+    exit_key: Mapped[str | None] = mapped_column(String(SESSION_KEY_MAX))
     exit: Mapped[str | None] = mapped_column(s("endpoint"))
+    platform_key: Mapped[str | None] = mapped_column(String(SESSION_KEY_MAX))
     platform: Mapped[str | None] = mapped_column(s("device_platform"))
-    platform_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    platform_upto: Mapped[str | None] = mapped_column(s("device_platform"))
-    platform_upto_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version_key: Mapped[str | None] = mapped_column(String(SESSION_KEY_MAX))
     version: Mapped[str | None] = mapped_column(s("app_version"))
-    version_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    version_upto: Mapped[str | None] = mapped_column(s("app_version"))
-    version_upto_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     __table_args__ = (
         Index("ix_session_hours_project_hour", "project_id", "hour"),
         Index("ix_session_hours_user", "user_id"),

@@ -115,8 +115,9 @@ def sessionize(events: Iterable[SessionEvent]) -> list[SessionRow]:
 
 def attach_devices(rows: Iterable[SessionRow], logs: Iterable[SessionLog]) -> None:
     """Platform and app version of each session: the latest non-empty value among the logs
-    inside [started_at, ended_at] with the session's id (client sessions), or of its user
-    without a session id (inferred sessions); None when no such log has one."""
+    with the session's id, at any time (client sessions), or among the logs of its user
+    without a session id inside [started_at, ended_at] (inferred sessions); None when no
+    such log has one. Ties in time go by the log's tie-break (its id)."""
     groups: dict[tuple[str, str], list[SessionLog]] = defaultdict(list)
     for g in sorted(logs, key=lambda g: (g.when, g.tiebreak)):
         if g.session_id is not None:
@@ -124,9 +125,12 @@ def attach_devices(rows: Iterable[SessionRow], logs: Iterable[SessionLog]) -> No
         elif g.user_id is not None:
             groups[("user", g.user_id)].append(g)
     for row in rows:
-        key = ("user", row.user_id or "") if row.inferred else ("session", row.session_id)
-        inside = [g for g in groups.get(key, ()) if row.started_at <= g.when <= row.ended_at]
+        if row.inferred:
+            mine = groups.get(("user", row.user_id or ""), [])
+            mine = [g for g in mine if row.started_at <= g.when <= row.ended_at]
+        else:
+            mine = groups.get(("session", row.session_id), [])
         row.device_platform = next(
-            (g.device_platform for g in reversed(inside) if g.device_platform), None
+            (g.device_platform for g in reversed(mine) if g.device_platform), None
         )
-        row.app_version = next((g.app_version for g in reversed(inside) if g.app_version), None)
+        row.app_version = next((g.app_version for g in reversed(mine) if g.app_version), None)
