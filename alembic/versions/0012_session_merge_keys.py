@@ -22,8 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-# TODO(merge): "0011" once the lead's migration 0011 (ingest_txid) lands on this branch.
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -46,8 +45,8 @@ def upgrade() -> None:
         return
     for table in ("endpoint_usage", "feature_usage", "user_activity", "logs"):
         op.execute(
-            "INSERT INTO rollup_invalidations (kind, project_id, bucket_start)"
-            f" SELECT DISTINCT 'logs', project_id, {_hour('timestamp')} FROM {table}"
+            "INSERT INTO rollup_invalidations (kind, project_id, bucket_start, txid)"
+            f" SELECT DISTINCT 'logs', project_id, {_hour('timestamp')}, NULL FROM {table}"
             " WHERE session_id IS NOT NULL"
         )
 
@@ -76,7 +75,7 @@ def downgrade() -> None:
     if stored is not None:
         for table in ("endpoint_usage", "feature_usage", "user_activity", "logs"):
             op.execute(
-                "INSERT INTO rollup_invalidations (kind, project_id, bucket_start)"
-                f" SELECT DISTINCT 'logs', project_id, {_hour('timestamp')} FROM {table}"
+                "INSERT INTO rollup_invalidations (kind, project_id, bucket_start, txid)"
+                f" SELECT DISTINCT 'logs', project_id, {_hour('timestamp')}, NULL FROM {table}"
                 " WHERE session_id IS NOT NULL"
             )

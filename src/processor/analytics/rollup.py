@@ -244,6 +244,7 @@ def plan(
     steps: list[Step] = []
     floors = floors or Floors()
     added = added or {}
+    marked = dirty  # hours to recompute, before added rows' hours join them
     full_endpoint_hours = dirty["endpoint_usage"]
     dirty = _with_added_hours(dirty, added)
 
@@ -291,18 +292,40 @@ def plan(
         # One day per step: its hours' parts, then the day rows of their users.
         for same_day in daily.day_hours(hours).values():
             each(daily.recompute_users, project, runs(same_day, HOUR, HOURS_PER_QUERY))
-    session_hours: dict[int, set[datetime]] = {}
-    for kind in ("endpoint_usage", "feature_usage", "user_activity", "logs"):
-        for project, hours in dirty[kind].items():
-            session_hours.setdefault(project, set()).update(hours)
-    for project, hours in session_hours.items():
-        each(sessions.recompute, project, runs(hours, HOUR, HOURS_PER_QUERY))
+    _sessions(steps, marked, added)
     when = now or datetime.now(UTC)
     for project in sorted(projects | endpoint_projects):
         steps.append(partial(_finalize, project, opened))
     for project in sorted(projects) if tiles else ():
         steps.append(partial(_dashboard, project, when))
     return steps
+
+
+SESSION_SOURCES = ("endpoint_usage", "feature_usage", "user_activity", "logs")
+
+
+def _sessions(steps: list[Step], full: Dirty, added: Added) -> None:
+    """Sessions: hours marked dirty are recomputed; added rows of other hours are added to
+    their partials (never both for one hour in a round: its rows would count twice)."""
+    projects = {p for kind in SESSION_SOURCES for p in full[kind]} | set(added)
+    for project in sorted(projects):
+        hours = {h for kind in SESSION_SOURCES for h in full[kind].get(project, ())}
+        for start, end in runs(hours, HOUR, HOURS_PER_QUERY):
+            steps.append(partial(_call, sessions.recompute, project, start, end))
+        rows = added.get(project)
+        minutes = {
+            m
+            for kind in SESSION_SOURCES
+            for m in (rows.minutes.get(kind, ()) if rows else ())
+            if hour_of(m) not in hours
+        }
+        if rows and minutes:
+            delta = delta_of(project, sorted(minutes), rows.txids)
+            steps.append(partial(_add_sessions, project, delta))
+
+
+def _add_sessions(project: int, delta: Delta, sql: Sql) -> int:
+    return sessions.add_delta(sql, project, delta)
 
 
 def _with_added_hours(dirty: Dirty, added: Added) -> Dirty:

@@ -169,7 +169,9 @@ def forget_user(engine: Engine, user_hash: str, project: int | None = None) -> d
         # partial stays until the round recomputes its hour (dirty, as the user's rows were
         # in it), so that round still finds the session and rebuilds what remains of it.
         parts: Table = SessionHour.__table__  # type: ignore[assignment]
-        cleared = update(parts).where(parts.c.user_id == user_hash).values(user_id=None)
+        cleared = (
+            update(parts).where(parts.c.user_id == user_hash).values(user_id=None, user_key=None)
+        )
         if project is not None:
             cleared = cleared.where(parts.c.project_id == project)
         removed[parts.name] = int(conn.execute(cleared).rowcount)
