@@ -74,8 +74,45 @@ def _add_to_set(sql: Sql, table: str, columns: str, select_rows: str, **params: 
 # --- feature_usage_daily ------------------------------------------------------------------------
 
 
+# PostgreSQL: one pass over the rows groups them by hour, feature and user; the parts add up
+# the users' groups and the day sets take their users from the same groups.
+_FEATURES_GROUPED = """WITH g AS MATERIALIZED (
+        SELECT date_trunc('hour', timestamp, 'UTC') AS hour, feature_name, user_id,
+            count(*) AS n, count(duration_ms) AS timed, sum(duration_ms) AS total,
+            sum(CASE WHEN span_status = 'error' THEN 0 ELSE 1 END) AS ok
+        FROM feature_usage WHERE {where} GROUP BY 1, 2, 3),
+    s AS (INSERT INTO feature_day_users (project_id, day, feature_name, user_id)
+        SELECT DISTINCT :project, CAST(hour AT TIME ZONE 'UTC' AS DATE), feature_name, user_id
+        FROM g WHERE user_id IS NOT NULL ON CONFLICT DO NOTHING)
+    """
+_FEATURE_PARTS = "hour, feature_name, sum(n), sum(timed), sum(total), sum(ok)"
+
+
 def recompute_feature_hours(sql: Sql, project: int, start: datetime, end: datetime) -> int:
     """The hours' parts from their raw rows; their users into the days' sets."""
+    window = {"project": project, "start": start, "end": end}
+    if sql.pg:
+        with _hashed(sql):
+            found = sql.rows(
+                f"{_FEATURES_GROUPED.format(where=WINDOW)} SELECT {_FEATURE_PARTS} FROM g GROUP BY 1, 2",
+                **window,
+            )
+    else:
+        found = sql.rows(
+            f"""SELECT {sql.hour("timestamp")}, feature_name, count(*), count(duration_ms),
+                    sum(duration_ms), sum(CASE WHEN span_status = 'error' THEN 0 ELSE 1 END)
+                FROM feature_usage WHERE {WINDOW}
+                GROUP BY 1, 2""",
+            **window,
+        )
+        _add_to_set(
+            sql,
+            "feature_day_users",
+            "project_id, day, feature_name, user_id",
+            f"""SELECT DISTINCT project_id, {sql.day("timestamp")}, feature_name, user_id
+                FROM feature_usage WHERE {WINDOW} AND user_id IS NOT NULL""",
+            **window,
+        )
     rows = [
         {
             "project_id": project,
@@ -86,26 +123,8 @@ def recompute_feature_hours(sql: Sql, project: int, start: datetime, end: dateti
             "duration_sum_ms": r[4],
             "success_count": int(r[5]),
         }
-        for r in sql.rows(
-            f"""SELECT {sql.hour("timestamp")}, feature_name, count(*), count(duration_ms),
-                    sum(duration_ms), sum(CASE WHEN span_status = 'error' THEN 0 ELSE 1 END)
-                FROM feature_usage WHERE {WINDOW}
-                GROUP BY 1, 2""",
-            project=project,
-            start=start,
-            end=end,
-        )
+        for r in found
     ]
-    _add_to_set(
-        sql,
-        "feature_day_users",
-        "project_id, day, feature_name, user_id",
-        f"""SELECT DISTINCT project_id, {sql.day("timestamp")}, feature_name, user_id
-            FROM feature_usage WHERE {WINDOW} AND user_id IS NOT NULL""",
-        project=project,
-        start=start,
-        end=end,
-    )
     t = FeatureHourPart
     return replace_scope(
         sql.conn,
@@ -125,29 +144,21 @@ def add_feature_delta(sql: Sql, project: int, delta: Delta) -> int:
     days' sets, then recompute the day rows of the (day, feature) keys they touched. Reads
     the delta rows, and of the rest only the touched keys' parts and set counts."""
     where, params = _delta_window(project, delta)
-    touched = sql.rows(
-        f"""INSERT INTO feature_hour_parts AS t (project_id, bucket_start, feature_name,
-                usage_count, duration_count, duration_sum_ms, success_count)
-            SELECT :project, date_trunc('hour', timestamp, 'UTC'), feature_name, count(*),
-                count(duration_ms), sum(duration_ms),
-                sum(CASE WHEN span_status = 'error' THEN 0 ELSE 1 END)
-            FROM feature_usage WHERE {where} GROUP BY 2, 3
-            ON CONFLICT (project_id, bucket_start, feature_name) DO UPDATE SET
-                usage_count = t.usage_count + excluded.usage_count,
-                duration_count = t.duration_count + excluded.duration_count,
-                duration_sum_ms = {_add_nullable("t.duration_sum_ms", "excluded.duration_sum_ms")},
-                success_count = t.success_count + excluded.success_count
-            RETURNING t.bucket_start, t.feature_name""",
-        **params,
-    )
-    _add_to_set(
-        sql,
-        "feature_day_users",
-        "project_id, day, feature_name, user_id",
-        f"""SELECT DISTINCT :project, {sql.day("timestamp")}, feature_name, user_id
-            FROM feature_usage WHERE {where} AND user_id IS NOT NULL""",
-        **params,
-    )
+    add_sums = _add_nullable("t.duration_sum_ms", "excluded.duration_sum_ms")
+    with _hashed(sql):
+        touched = sql.rows(
+            _FEATURES_GROUPED.format(where=where)
+            + f"""INSERT INTO feature_hour_parts AS t (project_id, bucket_start, feature_name,
+                    usage_count, duration_count, duration_sum_ms, success_count)
+                SELECT :project, {_FEATURE_PARTS} FROM g GROUP BY 2, 3
+                ON CONFLICT (project_id, bucket_start, feature_name) DO UPDATE SET
+                    usage_count = t.usage_count + excluded.usage_count,
+                    duration_count = t.duration_count + excluded.duration_count,
+                    duration_sum_ms = {add_sums},
+                    success_count = t.success_count + excluded.success_count
+                RETURNING t.bucket_start, t.feature_name""",
+            **params,
+        )
     by_day: dict[datetime, set[str]] = defaultdict(set)
     for bucket, feature in touched:
         by_day[as_hour(bucket).replace(hour=0)].add(feature)
