@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
 
 from processor.analytics.buckets import DAY
 from processor.analytics.schema import (
@@ -344,22 +345,28 @@ def add_user_delta(sql: Sql, project: int, delta: Delta) -> int:
     by_day: dict[datetime, set[str]] = defaultdict(set)
     for bucket, user in touched:
         by_day[as_hour(bucket).replace(hour=0)].add(user)
+    # Parts only grow here: no day row can go stale, so none is looked for.
     return len(touched) + _users_days(
-        sql, project, {day: sorted(users) for day, users in by_day.items()}
+        sql, project, {day: sorted(users) for day, users in by_day.items()}, stale=False
     )
 
 
-def _users_days(sql: Sql, project: int, users: dict[datetime, list[str]]) -> int:
-    """The day rows of each day's ``users``, a statement per chunk of users."""
+def _users_days(
+    sql: Sql, project: int, users: dict[datetime, list[str]], stale: bool = True
+) -> int:
+    """The day rows of each day's ``users``, a statement per chunk of users; ``stale``: the
+    rows of those left without parts are deleted (PostgreSQL deltas: none can be)."""
     step = USERS_PER_QUERY if sql.pg else CHUNK
     written = 0
     for day, names in sorted(users.items()):
         for i in range(0, len(names), step):
-            written += _user_days(sql, project, day, names[i : i + step])
+            written += _user_days(sql, project, day, names[i : i + step], stale)
     return written
 
 
-def _user_days(sql: Sql, project: int, day: datetime, users: Sequence[str]) -> int:
+def _user_days(
+    sql: Sql, project: int, day: datetime, users: Sequence[str], stale: bool = True
+) -> int:
     """The day rows of ``users`` on ``day``, from their hour parts and session sets."""
     params = {f"u{n}": user for n, user in enumerate(users)}
     scope = f"project_id = :project AND user_id IN ({', '.join(f':{n}' for n in params)})"
@@ -406,6 +413,8 @@ def _user_days(sql: Sql, project: int, day: datetime, users: Sequence[str]) -> i
         for user, f in found.items()
     ]
     t = UserActivityDaily
+    if not stale:
+        return _upsert(sql, t, rows)
     return replace_scope(
         sql.conn,
         t,
@@ -416,6 +425,17 @@ def _user_days(sql: Sql, project: int, day: datetime, users: Sequence[str]) -> i
         ],
         rows,
     )
+
+
+def _upsert(sql: Sql, model: Any, rows: list[dict[str, Any]]) -> int:
+    """Insert or overwrite ``rows`` by primary key (PostgreSQL)."""
+    if rows:
+        table = model.__table__
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = postgresql.insert(table)
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        sql.conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates), rows)
+    return len(rows)
 
 
 def _dates(sql: Sql, start: datetime, end: datetime) -> Sequence[Any]:
