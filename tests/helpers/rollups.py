@@ -400,6 +400,18 @@ def check_rollups(engine: Engine, *, exact_hours: bool = True) -> None:
             check = assert_exact_percentile if key[1] == "hourly" else assert_merged_percentile
             check(g[name], w["values"], q)
 
+    check_daily(engine)
+
+
+def _close(value: float | None) -> Any:
+    """A float sum within 1e-12 of ``value`` (the same numbers added in another order);
+    None (no values at all) only as None."""
+    return None if value is None else pytest.approx(value, rel=1e-12)
+
+
+def check_daily(engine: Engine) -> None:
+    """feature_usage_daily and user_activity_daily equal the raw rows, and so do the hour
+    parts and day sets they are built from."""
     want_f = feature_reference(engine)
     got_f = {
         (_date(r["date"]), r["feature_name"]): r for r in stored(engine, "feature_usage_daily")
@@ -408,7 +420,7 @@ def check_rollups(engine: Engine, *, exact_hours: bool = True) -> None:
     for key, w in want_f.items():
         g = got_f[key]
         assert (g["usage_count"], g["unique_users"]) == (w["usage_count"], w["unique_users"])
-        assert g["avg_duration_ms"] == pytest.approx(w["avg_duration_ms"], rel=1e-12)
+        assert g["avg_duration_ms"] == _close(w["avg_duration_ms"])
         assert g["success_rate"] == pytest.approx(w["success_rate"], rel=1e-12)
 
     want_u = user_reference(engine)
@@ -442,7 +454,7 @@ def check_day_parts(engine: Engine) -> None:
         assert (g["usage_count"], g["duration_count"]) == (len(rows), len(durations))
         assert g["success_count"] == sum(r["span_status"] != "error" for r in rows)
         want_sum = math.fsum(durations) if durations else None
-        assert g["duration_sum_ms"] == pytest.approx(want_sum, rel=1e-12)
+        assert g["duration_sum_ms"] == _close(want_sum)
     assert {
         (r["project_id"], _date(r["day"]), r["feature_name"], r["user_id"])
         for r in stored(engine, "feature_day_users")
@@ -475,6 +487,44 @@ def check_day_parts(engine: Engine) -> None:
         for r in events
         if r["session_id"] is not None
     }
+
+
+DAILY_TABLES = {  # table -> its key columns
+    "feature_usage_daily": ("project_id", "date", "feature_name"),
+    "feature_hour_parts": ("project_id", "bucket_start", "feature_name"),
+    "feature_day_users": ("project_id", "day", "feature_name", "user_id"),
+    "user_activity_daily": ("project_id", "date", "user_id"),
+    "user_hour_parts": ("project_id", "bucket_start", "user_id", "kind"),
+    "user_day_sessions": ("project_id", "day", "user_id", "session_id"),
+}
+
+
+def daily_snapshot(engine: Engine) -> dict[str, dict[tuple, dict[str, Any]]]:
+    """The daily tables, their parts and sets: table -> key -> row (PostgreSQL: times in
+    UTC, JSON parsed by the driver)."""
+
+    out = {}
+    for table, key in DAILY_TABLES.items():
+        rows = [
+            {k: as_utc(v) if isinstance(v, datetime) else v for k, v in r.items()}
+            for r in stored(engine, table)
+        ]
+        out[table] = {tuple(r[k] for k in key): r for r in rows}
+    return out
+
+
+def assert_same_daily(got: dict, want: dict) -> None:
+    """Two snapshots hold the same rows: counts, times and sets exactly, float sums within
+    1e-12 (they add the same numbers grouped differently)."""
+    for table in DAILY_TABLES:
+        assert set(got[table]) == set(want[table]), table
+        for key, w in want[table].items():
+            g = got[table][key]
+            for name, value in w.items():
+                if isinstance(value, float):
+                    assert g[name] == pytest.approx(value, rel=1e-12), (table, key, name)
+                else:
+                    assert g[name] == value, (table, key, name)
 
 
 # --- sessions -----------------------------------------------------------------------------------
