@@ -280,19 +280,21 @@ def plan(
         for period, place in (("weekly", week_of), ("monthly", month_of)):
             for start in sorted(kept({place(d) for d in days}, floors.longer)):
                 steps.append(partial(_longer, project, period, start))
-    for project, dirty_hours in dirty["feature_usage"].items():
-        hours = kept(dirty_hours, floors.features)
+    for project, hours, delta in _split(marked, added, ("feature_usage",), floors.features):
         each(daily.recompute_feature_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
         each(daily.recompute_features, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
-    user_hours: dict[int, set[datetime]] = {}
-    for kind in ("endpoint_usage", "feature_usage", "user_activity"):
-        for project, hours in dirty[kind].items():
-            user_hours.setdefault(project, set()).update(kept(hours, floors.users))
-    for project, hours in user_hours.items():
+        if delta is not None:
+            steps.append(partial(_add, daily.add_feature_delta, project, delta))
+    for project, hours, delta in _split(marked, added, USER_SOURCES, floors.users):
         # One day per step: its hours' parts, then the day rows of their users.
         for same_day in daily.day_hours(hours).values():
             each(daily.recompute_users, project, runs(same_day, HOUR, HOURS_PER_QUERY))
-    _sessions(steps, marked, added)
+        if delta is not None:
+            steps.append(partial(_add, daily.add_user_delta, project, delta))
+    for project, hours, delta in _split(marked, added, SESSION_SOURCES, None):
+        each(sessions.recompute, project, runs(hours, HOUR, HOURS_PER_QUERY))
+        if delta is not None:
+            steps.append(partial(_add, sessions.add_delta, project, delta))
     when = now or datetime.now(UTC)
     for project in sorted(projects | endpoint_projects):
         steps.append(partial(_finalize, project, opened))
@@ -301,31 +303,35 @@ def plan(
     return steps
 
 
-SESSION_SOURCES = ("endpoint_usage", "feature_usage", "user_activity", "logs")
+USER_SOURCES = ("endpoint_usage", "feature_usage", "user_activity")
+SESSION_SOURCES = (*USER_SOURCES, "logs")
 
 
-def _sessions(steps: list[Step], full: Dirty, added: Added) -> None:
-    """Sessions: hours marked dirty are recomputed; added rows of other hours are added to
-    their partials (never both for one hour in a round: its rows would count twice)."""
-    projects = {p for kind in SESSION_SOURCES for p in full[kind]} | set(added)
+def _split(
+    marked: Dirty, added: Added, kinds: tuple[str, ...], floor: datetime | None
+) -> list[tuple[int, set[datetime], Delta | None]]:
+    """Per project, for a rollup built from ``kinds``: the hours marked dirty (recomputed),
+    and the added rows of the other hours (added to what is stored). Never both for one
+    hour in a round: its added rows would count twice."""
+    projects = {p for kind in kinds for p in marked[kind]} | set(added)
+    out = []
     for project in sorted(projects):
-        hours = {h for kind in SESSION_SOURCES for h in full[kind].get(project, ())}
-        for start, end in runs(hours, HOUR, HOURS_PER_QUERY):
-            steps.append(partial(_call, sessions.recompute, project, start, end))
-        rows = added.get(project)
+        hours = kept({h for kind in kinds for h in marked[kind].get(project, ())}, floor)
+        rows = added.get(project, AddedRows())
         minutes = {
             m
-            for kind in SESSION_SOURCES
-            for m in (rows.minutes.get(kind, ()) if rows else ())
+            for kind in kinds
+            for m in kept(rows.minutes.get(kind, ()), floor)
             if hour_of(m) not in hours
         }
-        if rows and minutes:
-            delta = delta_of(project, sorted(minutes), rows.txids)
-            steps.append(partial(_add_sessions, project, delta))
+        delta = delta_of(project, sorted(minutes), rows.txids) if minutes else None
+        if hours or delta is not None:
+            out.append((project, hours, delta))
+    return out
 
 
-def _add_sessions(project: int, delta: Delta, sql: Sql) -> int:
-    return sessions.add_delta(sql, project, delta)
+def _add(fn: Callable[[Sql, int, Delta], int], project: int, delta: Delta, sql: Sql) -> int:
+    return fn(sql, project, delta)
 
 
 def _with_added_hours(dirty: Dirty, added: Added) -> Dirty:

@@ -74,13 +74,16 @@ def test_the_upgrade_fills_the_parts_and_late_rows_keep_days_exact(at_0008):
         write(engine, batch_of(late))
         run_round(engine)
         check_day_parts(engine)
-        day = at(2.5).date()
-        want = {k: v for k, v in feature_reference(engine).items() if k[0] == day}
+        # The day row of the late row's feature (on PostgreSQL a round rewrites the day rows
+        # its added rows touch; the others were rolled up before the upgrade).
+        day, feature = at(2.5).date(), f"f{late[0].n % 3}"
+        want = {k: v for k, v in feature_reference(engine).items() if k == (day, feature)}
         got = {
             (as_date(r["date"]), r["feature_name"]): r
             for r in stored(engine, "feature_usage_daily")
+            if r["feature_name"] == feature
         }
-        assert set(got) == set(want)
+        assert set(got) == set(want) and want
         for key, w in want.items():
             assert (got[key]["usage_count"], got[key]["unique_users"]) == (
                 w["usage_count"],
