@@ -46,9 +46,10 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/tp_bench_rollups"
 def truncate_rollups(url: str) -> None:
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE rollup_invalidations, endpoint_stats, endpoint_day_users, metric_aggregates,"
-            " feature_usage_daily, feature_hour_parts, feature_day_users, user_activity_daily,"
-            " user_hour_parts, user_day_sessions, dashboard_metrics"
+            "TRUNCATE rollup_invalidations, endpoint_stats, endpoint_day_users,"
+            " endpoint_hour_users, metric_aggregates, feature_usage_daily, feature_hour_parts,"
+            " feature_day_users, user_activity_daily, user_hour_parts, user_day_sessions,"
+            " dashboard_metrics, sessions, session_hours"
         )
 
 
