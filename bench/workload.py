@@ -196,13 +196,27 @@ class Workload:
     """Templates plus a counter that makes every rendered request unique."""
 
     def __init__(
-        self, *, templates: int = 16, logs_share: float = 0.1, seed: int = 1, start: int = 0
+        self,
+        *,
+        templates: int = 16,
+        logs_share: float = 0.1,
+        seed: int = 1,
+        start: int = 0,
+        refresh_seconds: float | None = None,
     ) -> None:
-        self.traces = [trace_template(seed * 1000 + i) for i in range(templates)]
-        self.logs = [logs_template(seed * 1000 + i) for i in range(templates)]
+        """``refresh_seconds``: rebuild the templates that often, so event times follow the
+        clock as a live service's do (otherwise every row of a run has its start time)."""
+        self.seeds = [seed * 1000 + i for i in range(templates)]
+        self.refresh_seconds = refresh_seconds
+        self._build()
         self.logs_share = logs_share
         self.counter = start
         self._rng = random.Random(seed)
+
+    def _build(self) -> None:
+        self.traces = [trace_template(s) for s in self.seeds]
+        self.logs = [logs_template(s) for s in self.seeds]
+        self._due = time.monotonic() + (self.refresh_seconds or 0.0)
 
     def next_kind(self) -> str:
         """ "logs" with probability ``logs_share``, else "traces"."""
@@ -212,6 +226,8 @@ class Workload:
 
     def next(self) -> tuple[str, bytes, int]:
         """(signal, request bytes, items) — the next unique request."""
+        if self.refresh_seconds is not None and time.monotonic() >= self._due:
+            self._build()
         self.counter = (self.counter + 1) & 0xFFFFFFFF
         pool = self.logs if self.next_kind() == "logs" else self.traces
         template = self._rng.choice(pool)

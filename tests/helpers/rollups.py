@@ -7,12 +7,13 @@ import asyncio
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -45,6 +46,32 @@ ROLLUP_TABLES = (
     "sessions",
     "session_hours",
 )
+
+
+def database_examples(n: int) -> settings:
+    """Hypothesis settings for a property over a real database: ``n`` examples, no deadline
+    (each example writes and rolls up), and the function-scoped engine shared by the
+    examples (each cleans it first)."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+def play(engine: Engine, traffic: list, replay: int, roll_up: Callable[[Engine], object]) -> None:
+    """Write each chunk of ``traffic`` ((events, run_after) pairs), rolling up after those
+    that ask; then a retry of earlier rows and late rows for hours already rolled up, and a
+    last round. Row ids come from Event.n: a repeated n is a retried (duplicate) row, which
+    must not count twice, even with other values, as the writer ignores an existing id."""
+    sent: list[Event] = []
+    for chunk, run_after in traffic:
+        write(engine, batch_of(chunk))
+        sent.extend(chunk)
+        if run_after:
+            roll_up(engine)
+    write(engine, batch_of(sent[: replay * 3]), batch_of(list(reversed(sent))[:replay]))
+    roll_up(engine)
 
 
 def clean(engine: Engine) -> None:

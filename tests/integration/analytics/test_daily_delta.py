@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -29,6 +29,7 @@ from tests.helpers.rollups import (
     check_daily,
     clean,
     daily_snapshot,
+    database_examples,
     hour,
     write,
 )
@@ -136,11 +137,7 @@ def traffic(draw: st.DrawFn) -> list[tuple[list[Event], list[Event], str]]:
     return steps
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@database_examples(40)
 @given(steps=traffic())
 def test_deltas_add_up_to_the_full_recompute(pg, steps):
     clean(pg)

@@ -7,13 +7,13 @@ import json
 from collections import defaultdict
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from processor.analytics import funnels
 from processor.analytics.funnel_machine import Step
 from tests.helpers.funnels import best_attempt, summary
-from tests.helpers.rollups import Event, at, batch_of, clean, log_of, raw, write
+from tests.helpers.rollups import Event, at, batch_of, clean, database_examples, log_of, raw, write
 
 STEP_CHOICES = [
     Step("endpoint", "GET /a"),
@@ -79,11 +79,7 @@ def reference(engine, steps, window, start, end):
     return summary([a for a in attempts if a], len(steps))
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@database_examples(20)
 @given(
     traffic=st.lists(events, max_size=40),
     logs=st.lists(log_rows, max_size=8),

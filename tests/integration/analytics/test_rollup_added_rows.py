@@ -6,12 +6,23 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
 from processor.analytics.rollup import CLOSE_AFTER, run_round
-from tests.helpers.rollups import Event, as_utc, at, batch_of, check_rollups, clean, stored, write
+from tests.helpers.rollups import (
+    Event,
+    as_utc,
+    at,
+    batch_of,
+    check_rollups,
+    clean,
+    database_examples,
+    play,
+    stored,
+    write,
+)
 from tests.integration.analytics.test_rollup_property import events as spread_events
 
 # The runner's clock: a few minutes after at(0), so the hours around at(0) are open and the
@@ -43,11 +54,7 @@ def hour_set(engine):
         return conn.execute(text("SELECT count(*) FROM endpoint_hour_users")).scalar()
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@database_examples(25)
 @given(
     traffic=st.lists(
         st.tuples(st.lists(events, max_size=25), st.booleans()), min_size=1, max_size=5
@@ -56,14 +63,7 @@ def hour_set(engine):
 )
 def test_open_hours_grown_by_added_rows_equal_a_recomputation(engine, traffic, replay):
     clean(engine)
-    sent = []
-    for chunk, run_after in traffic:
-        write(engine, batch_of(chunk))
-        sent.extend(chunk)
-        if run_after:
-            open_round(engine)
-    write(engine, batch_of(sent[: replay * 3]), batch_of(list(reversed(sent))[:replay]))
-    open_round(engine)
+    play(engine, traffic, replay, open_round)
     check_rollups(engine, exact_hours=False)
     run_round(engine)  # `rollup`: every hour final
     check_rollups(engine)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from processor.analytics.rollup import run_round
-from tests.helpers.rollups import Event, at, batch_of, check_rollups, clean, write
+from tests.helpers.rollups import Event, at, check_rollups, clean, database_examples, play
 
 events = st.builds(
     Event,
@@ -28,11 +28,7 @@ events = st.builds(
 )
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@database_examples(25)
 @given(
     traffic=st.lists(
         st.tuples(st.lists(events, max_size=25), st.booleans()), min_size=1, max_size=5
@@ -41,15 +37,5 @@ events = st.builds(
 )
 def test_rollups_equal_a_recomputation_from_raw_rows(engine, traffic, replay):
     clean(engine)
-    # Row ids come from Event.n: a repeated n is a retried (duplicate) row and must not count
-    # twice, even with other values, as the writer ignores an existing id.
-    sent = []
-    for chunk, run_after in traffic:
-        write(engine, batch_of(chunk))
-        sent.extend(chunk)
-        if run_after:
-            run_round(engine)
-    # A retry of earlier rows, and late rows for hours that were already rolled up.
-    write(engine, batch_of(sent[: replay * 3]), batch_of(list(reversed(sent))[:replay]))
-    run_round(engine)
+    play(engine, traffic, replay, run_round)
     check_rollups(engine)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import event
 
@@ -18,6 +18,7 @@ from tests.helpers.rollups import (
     at,
     batch_of,
     clean,
+    database_examples,
     log_of,
     session_reference,
     stored,
@@ -74,11 +75,7 @@ def _partials(engine) -> dict:
     return {(r["session_id"], str(r["hour"])): r for r in stored(engine, "session_hours")}
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@database_examples(25)
 @given(
     traffic=st.lists(
         st.tuples(st.lists(events, max_size=12), st.lists(logs, max_size=4), st.booleans()),

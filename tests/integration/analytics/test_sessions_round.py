@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import event, text
 
@@ -19,6 +19,7 @@ from tests.helpers.rollups import (
     at,
     batch_of,
     clean,
+    database_examples,
     log_of,
     session_reference,
     stored,
@@ -56,11 +57,7 @@ def check(engine) -> None:
     assert stored_sessions(engine) == session_reference(engine)
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@database_examples(20)
 @given(
     traffic=st.lists(
         st.tuples(st.lists(events, max_size=15), st.lists(logs, max_size=3), st.booleans()),
