@@ -129,7 +129,6 @@ def test_a_delta_names_its_minutes_as_few_ranges_and_its_transactions():
     assert delta.params["txids"] == [41, 42]
     assert (delta.params["lo0"], delta.params["hi0"]) == (T, T + 2 * minute)
     assert (delta.params["lo1"], delta.params["hi1"]) == (T + 5 * minute, T + 6 * minute)
-    assert delta.hours == {T}
     assert "ingest_txid = ANY(:txids)" in delta.where and ":project" in delta.where
     # Scattered late minutes: the closest ranges are joined, never a minute left out.
     scattered = [T + 3 * i * minute for i in range(MAX_RANGES + 5)]

@@ -19,7 +19,15 @@ from sqlalchemy import text
 
 from processor.analytics import distinct, sketch
 from processor.analytics.buckets import HOUR, runs
-from processor.analytics.endpoints import GROUP, KEY, PERCENTILES
+from processor.analytics.endpoints import (
+    GROUP,
+    KEY,
+    PERCENTILES,
+    WINDOW,
+    bins_of,
+    percentile_columns,
+    totals,
+)
 from processor.analytics.schema import EndpointStat
 from processor.analytics.sketch import Bins
 from processor.analytics.sqlparts import Delta, Sql, as_hour, upsert
@@ -45,36 +53,14 @@ def exact_hours(sql: Sql, project: int, hours: set[datetime]) -> set[datetime]:
 def add_rows(sql: Sql, project: int, delta: Delta) -> int:
     """Add the delta's endpoint_usage rows to their (open) hours' rows."""
     where, params = delta.where, delta.params
-    hour = sql.hour("timestamp")
     added: dict[tuple, dict[str, Any]] = {}
-    for r in sql.rows(
-        f"""SELECT {hour} AS bucket, {GROUP}, count(*),
-                sum(CASE WHEN status_code BETWEEN 500 AND 599 OR span_status = 'error'
-                    THEN 1 ELSE 0 END),
-                sum(CASE WHEN status_code BETWEEN 400 AND 499 THEN 1 ELSE 0 END),
-                sum(duration_ms), min(duration_ms), max(duration_ms)
-            FROM endpoint_usage WHERE {where} GROUP BY 1, 2, 3, 4""",
-        **params,
-    ):
-        added[(as_hour(r[0]), r[1], r[2], r[3])] = {
-            "request_count": int(r[4]),
-            "error_count": int(r[5]),
-            "client_error_count": int(r[6]),
-            "duration_sum_ms": r[7],
-            "duration_min_ms": r[8],
-            "duration_max_ms": r[9],
-        }
+    for r in sql.rows(totals(sql, where, percentiles=False), **params):
+        part = dict(r._mapping)
+        added[(as_hour(part.pop("bucket")), *(part[k] for k in KEY))] = part
     if not added:
         return 0
-    col = "duration_ms"
-    bins: dict[tuple, Bins] = defaultdict(Bins)
-    for r in sql.rows(
-        f"""SELECT {hour}, {GROUP}, {sql.dd_sign(col)}, {sql.dd_key(col)}, count(*)
-            FROM endpoint_usage WHERE {where} AND {sql.finite(col)}
-            GROUP BY 1, 2, 3, 4, 5, 6""",
-        **params,
-    ):
-        bins[(as_hour(r[0]), r[1], r[2], r[3])].add(int(r[4]), int(r[5]), float(r[6]))
+    bins = bins_of(sql, where, **params)
+    hour = sql.hour("timestamp")
     # Users new to their hour (and their day): the hour's count grows by them.
     new_users: dict[tuple, list[str]] = defaultdict(list)
     for r in sql.rows(
@@ -128,7 +114,7 @@ def _merged(
         hll.add(old.users_sketch)
     hll.add(distinct.encode(distinct.sketch_of(users)))
     for name in COUNTS:
-        m[name] = part[name] + (int(getattr(old, name)) if old is not None else 0)
+        m[name] = int(part[name]) + (int(getattr(old, name)) if old is not None else 0)
     before = (
         (old.duration_sum_ms, old.duration_min_ms, old.duration_max_ms)
         if old is not None
@@ -167,14 +153,12 @@ def open_hours(sql: Sql, project: int, before: datetime | None) -> list[datetime
 def finalize(sql: Sql, project: int, hours: list[datetime]) -> int:
     """The closed hours' percentiles from their raw rows (percentile_cont); their user sets
     go (rows added later recompute the hour)."""
-    pct = ", ".join(sql.pct(q, "duration_ms") for q in sketch.QUANTILES)
     wanted = set(hours)
     updates = []
     for start, end in runs(hours, HOUR, HOURS_PER_QUERY):
         for r in sql.rows(
-            f"""SELECT {sql.hour("timestamp")}, {GROUP}, {pct} FROM endpoint_usage
-                WHERE project_id = :project AND timestamp >= :start AND timestamp < :end
-                GROUP BY 1, 2, 3, 4""",
+            f"""SELECT {sql.hour("timestamp")}, {GROUP}, {percentile_columns(sql)}
+                FROM endpoint_usage WHERE {WINDOW} GROUP BY 1, 2, 3, 4""",
             project=project,
             start=start,
             end=end,

@@ -26,11 +26,18 @@ PERCENTILES = ("p50_ms", "p90_ms", "p95_ms", "p99_ms")
 WINDOW = "project_id = :project AND timestamp >= :start AND timestamp < :end"
 
 
-def _totals(sql: Sql) -> str:
-    pct = "".join(
-        f", {sql.pct(q, 'duration_ms')} AS {name}"
+def percentile_columns(sql: Sql) -> str:
+    """p50_ms … p99_ms of a group's raw rows (percentile_cont)."""
+    return ", ".join(
+        f"{sql.pct(q, 'duration_ms')} AS {name}"
         for q, name in zip(sketch.QUANTILES, PERCENTILES, strict=True)
     )
+
+
+def totals(sql: Sql, where: str = WINDOW, *, percentiles: bool = True) -> str:
+    """Each hour group's counts, sums, min and max (and percentiles) of the rows ``where``
+    selects."""
+    pct = f", {percentile_columns(sql)}" if percentiles else ""
     return f"""
         SELECT {sql.hour("timestamp")} AS bucket, {GROUP},
             count(*) AS request_count,
@@ -42,22 +49,25 @@ def _totals(sql: Sql) -> str:
             min(duration_ms) AS duration_min_ms,
             max(duration_ms) AS duration_max_ms
             {pct}
-        FROM endpoint_usage WHERE {WINDOW}
+        FROM endpoint_usage WHERE {where}
         GROUP BY 1, 2, 3, 4"""
 
 
 def hour_bins(sql: Sql, project: int, start: datetime, end: datetime) -> dict[tuple, Bins]:
     """Each hour group's latency sketch, from bin counts the database groups."""
+    return bins_of(sql, WINDOW, project=project, start=start, end=end)
+
+
+def bins_of(sql: Sql, where: str, **params: Any) -> dict[tuple, Bins]:
+    """Each hour group's latency sketch of the rows ``where`` selects."""
     col = "duration_ms"
     found: dict[tuple, Bins] = defaultdict(Bins)
     for r in sql.rows(
         f"""SELECT {sql.hour("timestamp")}, {GROUP}, {sql.dd_sign(col)}, {sql.dd_key(col)},
                 count(*)
-            FROM endpoint_usage WHERE {WINDOW} AND {sql.finite(col)}
+            FROM endpoint_usage WHERE {where} AND {sql.finite(col)}
             GROUP BY 1, 2, 3, 4, 5, 6""",
-        project=project,
-        start=start,
-        end=end,
+        **params,
     ):
         found[(as_hour(r[0]), r[1], r[2], r[3])].add(int(r[4]), int(r[5]), float(r[6]))
     return found
@@ -118,7 +128,7 @@ def recompute_hours(
     bins = hour_bins(sql, project, start, end)
     users = hour_users(sql, project, start, end, open_from)
     rows = []
-    for r in sql.rows(_totals(sql), project=project, start=start, end=end):
+    for r in sql.rows(totals(sql), project=project, start=start, end=end):
         m = dict(r._mapping)
         m["bucket_start"] = as_hour(m.pop("bucket"))
         key = (m["bucket_start"], *(m[k] for k in KEY))

@@ -12,12 +12,13 @@ the round recomputes from its raw rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
 from processor.analytics.schema import RollupInvalidation
+from processor.analytics.sqlparts import utc
 
 # Raw tables the rollups are computed from. Every row type starts (id, project_id, timestamp).
 # logs: sessions take their device platform and app version from them.
@@ -26,16 +27,12 @@ SOURCES = ("endpoint_usage", "feature_usage", "user_activity", "performance_metr
 Marker = tuple[str, int, datetime]  # (kind, project_id, bucket start in UTC)
 
 
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
 def hour_of(when: datetime) -> datetime:
-    return _utc(when).replace(minute=0, second=0, microsecond=0)
+    return utc(when).replace(minute=0, second=0, microsecond=0)
 
 
 def minute_of(when: datetime) -> datetime:
-    return _utc(when).replace(second=0, microsecond=0)
+    return utc(when).replace(second=0, microsecond=0)
 
 
 def touched(

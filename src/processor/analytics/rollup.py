@@ -238,65 +238,52 @@ def plan(
     opened: datetime | None = None,
 ) -> list[Step]:
     """The recomputations the dirty buckets need, hours before the days built from them;
-    frozen buckets (``floors``) are left out. ``added``: rows to add (PostgreSQL): endpoint
-    hours take them as they are, the other rollups recompute their hours. ``opened``: the
-    first open hour (None: every hour's rows are final)."""
+    frozen buckets (``floors``) are left out. ``added``: rows to add (PostgreSQL): each
+    rollup adds them to its hours, except metrics, which recompute theirs, and hours that
+    are recomputed anyway. ``opened``: the first open hour (None: every hour is final)."""
     steps: list[Step] = []
     floors = floors or Floors()
     added = added or {}
-    marked = dirty  # hours to recompute, before added rows' hours join them
-    full_endpoint_hours = dirty["endpoint_usage"]
-    dirty = _with_added_hours(dirty, added)
 
     def each(fn: Callable[[Sql, int, datetime, datetime], int], project: int, ranges: list) -> None:
         steps.extend(partial(_call, fn, project, start, end) for start, end in ranges)
 
-    endpoint_projects = set(full_endpoint_hours) | {
-        p for p, rows in added.items() if "endpoint_usage" in rows.minutes
-    }
-    for project in sorted(endpoint_projects):
-        rows = added.get(project, AddedRows())
-        minutes = set(kept(rows.minutes.get("endpoint_usage", ()), floors.endpoints))
-        # A day whose hour rows retention removed is recomputed whole, added rows or not.
-        expired = {
-            hour_of(m)
-            for m in minutes
-            if floors.hours and hour_of(m).replace(hour=0) < floors.hours
-        }
-        full = kept(full_endpoint_hours.get(project, ()), floors.endpoints) | expired
-        full = with_whole_days(full, floors)
-        minutes = {m for m in minutes if hour_of(m) not in full}
-        for start, end in runs(full, HOUR, HOURS_PER_QUERY):
-            steps.append(partial(_endpoint_hours, project, start, end, opened))
+    endpoint_hours = partial(endpoints.recompute_hours, open_from=opened)
+    split = _portions(dirty, added, ("endpoint_usage",), floors.endpoints, whole_days=floors)
+    for project, (full, minutes) in split.items():
+        each(endpoint_hours, project, runs(full, HOUR, HOURS_PER_QUERY))
         if minutes:
-            steps.append(partial(_endpoint_rows, project, minutes, rows.txids, opened))
+            steps.append(partial(_endpoint_rows, project, minutes, added[project].txids, opened))
         hours = full | {hour_of(m) for m in minutes}
         each(endpoints.recompute_days, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
-    for project, dirty_hours in dirty["performance_metrics"].items():
-        hours = with_whole_days(kept(dirty_hours, floors.metrics), floors)
+    for project, (hours, minutes) in _portions(
+        dirty, added, ("performance_metrics",), floors.metrics
+    ).items():
+        # Metrics recompute the hours of their added rows too.
+        hours = with_whole_days(hours | {hour_of(m) for m in minutes}, floors)
         each(metrics.recompute_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
         days = days_of(hours)
         each(metrics.recompute_days, project, runs(days, DAY, DAYS_PER_QUERY))
         for period, place in (("weekly", week_of), ("monthly", month_of)):
             for start in sorted(kept({place(d) for d in days}, floors.longer)):
                 steps.append(partial(_longer, project, period, start))
-    for project, hours, delta in _split(marked, added, ("feature_usage",), floors.features):
+    for project, hours, delta in _split(dirty, added, ("feature_usage",), floors.features):
         each(daily.recompute_feature_hours, project, runs(hours, HOUR, HOURS_PER_QUERY))
         each(daily.recompute_features, project, runs(days_of(hours), DAY, DAYS_PER_QUERY))
         if delta is not None:
             steps.append(partial(_add, daily.add_feature_delta, project, delta))
-    for project, hours, delta in _split(marked, added, USER_SOURCES, floors.users):
+    for project, hours, delta in _split(dirty, added, USER_SOURCES, floors.users):
         # One day per step: its hours' parts, then the day rows of their users.
         for same_day in daily.day_hours(hours).values():
             each(daily.recompute_users, project, runs(same_day, HOUR, HOURS_PER_QUERY))
         if delta is not None:
             steps.append(partial(_add, daily.add_user_delta, project, delta))
-    for project, hours, delta in _split(marked, added, SESSION_SOURCES, None):
+    for project, hours, delta in _split(dirty, added, SESSION_SOURCES, None):
         each(sessions.recompute, project, runs(hours, HOUR, HOURS_PER_QUERY))
         if delta is not None:
             steps.append(partial(_add, sessions.add_delta, project, delta))
     when = now or datetime.now(UTC)
-    for project in sorted(projects | endpoint_projects):
+    for project in sorted(projects | set(split)):
         steps.append(partial(_finalize, project, opened))
     for project in sorted(projects) if tiles else ():
         steps.append(partial(_dashboard, project, when))
@@ -307,47 +294,50 @@ USER_SOURCES = ("endpoint_usage", "feature_usage", "user_activity")
 SESSION_SOURCES = (*USER_SOURCES, "logs")
 
 
-def _split(
-    marked: Dirty, added: Added, kinds: tuple[str, ...], floor: datetime | None
-) -> list[tuple[int, set[datetime], Delta | None]]:
+def _portions(
+    dirty: Dirty,
+    added: Added,
+    kinds: tuple[str, ...],
+    floor: datetime | None,
+    *,
+    whole_days: Floors | None = None,
+) -> dict[int, tuple[set[datetime], set[datetime]]]:
     """Per project, for a rollup built from ``kinds``: the hours marked dirty (recomputed),
-    and the added rows of the other hours (added to what is stored). Never both for one
-    hour in a round: its added rows would count twice."""
-    projects = {p for kind in kinds for p in marked[kind]} | set(added)
-    out = []
-    for project in sorted(projects):
-        hours = kept({h for kind in kinds for h in marked[kind].get(project, ())}, floor)
+    and the minutes of the rows added in other hours (added to what is stored). Never both
+    for one hour in a round: its added rows would count twice. ``whole_days`` (rollups with
+    hour rows): a day whose hour rows retention removed is recomputed whole, added rows or
+    not."""
+    out = {}
+    for project in sorted({p for kind in kinds for p in dirty[kind]} | set(added)):
+        hours = kept({h for kind in kinds for h in dirty[kind].get(project, ())}, floor)
         rows = added.get(project, AddedRows())
-        minutes = {
-            m
-            for kind in kinds
-            for m in kept(rows.minutes.get(kind, ()), floor)
-            if hour_of(m) not in hours
-        }
-        delta = delta_of(project, sorted(minutes), rows.txids) if minutes else None
-        if hours or delta is not None:
-            out.append((project, hours, delta))
+        minutes = {m for kind in kinds for m in kept(rows.minutes.get(kind, ()), floor)}
+        if whole_days is not None:
+            cut = whole_days.hours
+            expired = {hour_of(m) for m in minutes if cut and hour_of(m).replace(hour=0) < cut}
+            hours = with_whole_days(hours | expired, whole_days)
+        minutes = {m for m in minutes if hour_of(m) not in hours}
+        if hours or minutes:
+            out[project] = (hours, minutes)
     return out
+
+
+def _split(
+    dirty: Dirty, added: Added, kinds: tuple[str, ...], floor: datetime | None
+) -> list[tuple[int, set[datetime], Delta | None]]:
+    """``_portions``, with the added rows as the Delta that selects them."""
+    return [
+        (
+            project,
+            hours,
+            delta_of(project, sorted(minutes), added[project].txids) if minutes else None,
+        )
+        for project, (hours, minutes) in _portions(dirty, added, kinds, floor).items()
+    ]
 
 
 def _add(fn: Callable[[Sql, int, Delta], int], project: int, delta: Delta, sql: Sql) -> int:
     return fn(sql, project, delta)
-
-
-def _with_added_hours(dirty: Dirty, added: Added) -> Dirty:
-    """``dirty`` plus the hours of added rows, for the rollups that recompute hours."""
-    out: Dirty = {kind: {p: set(h) for p, h in by.items()} for kind, by in dirty.items()}
-    for project, rows in added.items():
-        for kind, minutes in rows.minutes.items():
-            if kind in out:
-                out[kind].setdefault(project, set()).update(hour_of(m) for m in minutes)
-    return out
-
-
-def _endpoint_hours(
-    project: int, start: datetime, end: datetime, opened: datetime | None, sql: Sql
-) -> int:
-    return endpoints.recompute_hours(sql, project, start, end, opened if sql.pg else None)
 
 
 def _endpoint_rows(
@@ -395,7 +385,7 @@ def delta_of(project: int, minutes: list[datetime], txids: set[int]) -> Delta:
         spans.append(f"(timestamp >= :lo{i} AND timestamp < :hi{i})")
         params[f"lo{i}"], params[f"hi{i}"] = lo, hi
     where = f"project_id = :project AND ingest_txid = ANY(:txids) AND ({' OR '.join(spans)})"
-    return Delta(where, params, frozenset(hour_of(m) for m in minutes))
+    return Delta(where, params)
 
 
 def _call(

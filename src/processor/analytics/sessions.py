@@ -21,8 +21,7 @@ sessionize module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +49,7 @@ from processor.analytics.sessionize import (
     attach_devices,
     sessionize,
 )
-from processor.analytics.sqlparts import CHUNK, Delta, Sql, as_time, replace_scope
+from processor.analytics.sqlparts import CHUNK, Delta, Sql, as_time, hash_grouping, replace_scope
 
 # Partial rows one step writes beyond which it refreshes the planner's statistics first.
 ANALYZE_AFTER = 10_000
@@ -148,7 +147,7 @@ def add_delta(sql: Sql, project: int, delta: Delta) -> int:
     inferred sessions of the users with session-less rows among them re-sessionized."""
     params = {**delta.params, "project": project}
     d = Dialect(sql.pg)
-    with _hash_grouping(sql):
+    with hash_grouping(sql):
         touched = {
             r[0]
             for r in sql.rows(
@@ -160,20 +159,6 @@ def add_delta(sql: Sql, project: int, delta: Delta) -> int:
     return _rewrite(sql, project, touched) + _idle_delta(sql, project, delta.where, params)
 
 
-@contextmanager
-def _hash_grouping(sql: Sql) -> Iterator[None]:
-    """Group the partials by hashing, not sorting: a fresh day partition has no statistics,
-    the planner then expects a few rows and sorts an hour's wide rows on disk (measured on
-    1.58 M rows: 8.5 s sorted, 5.6 s hashed, into ~16,000 groups)."""
-    if not sql.pg:
-        yield
-        return
-    before = sql.rows("SELECT current_setting('enable_sort')")[0][0]
-    sql.rows("SELECT set_config('enable_sort', 'off', true)")
-    yield  # not restored after an error: the transaction is over then
-    sql.rows("SELECT set_config('enable_sort', :value, true)", value=before)
-
-
 def _client_sessions(sql: Sql, project: int, start: datetime, end: datetime) -> int:
     """Recompute the partials of the hours [start, end), then every session with a partial
     there (before or after) from all its partials: raw rows are read for these hours only."""
@@ -182,7 +167,7 @@ def _client_sessions(sql: Sql, project: int, start: datetime, end: datetime) -> 
     sql.execute(
         f"DELETE FROM session_hours WHERE {in_hours}", project=project, start=start, end=end
     )
-    with _hash_grouping(sql):
+    with hash_grouping(sql):
         written = sql.execute(
             f"INSERT INTO session_hours ({COLUMNS}) "
             + partials_sql(

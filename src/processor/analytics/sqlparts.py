@@ -7,7 +7,8 @@ SQLite gets the same functions registered from Python on the runner's connection
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,12 +25,11 @@ from processor.analytics import sketch
 class Delta:
     """The raw rows one project added since the last round (PostgreSQL rounds only), in any
     raw table: ``where`` (with its bind ``params``, ``:project`` among them) selects them in
-    every raw table, which all have project_id, timestamp and ingest_txid. ``hours``: the
-    UTC hours they fall in. A rollup adds them to what it has: it never sees them twice."""
+    every raw table, which all have project_id, timestamp and ingest_txid. A rollup adds
+    them to what it has: it never sees them twice."""
 
     where: str
     params: dict[str, Any]
-    hours: frozenset[datetime]
 
 
 # Keys per DELETE statement: under SQLite's bound-parameter limit for the widest key.
@@ -156,6 +156,21 @@ def replace_scope(
     for start in range(0, len(stale), CHUNK):
         conn.execute(delete(table).where(tuple_(*key).in_(stale[start : start + CHUNK])))
     return len(fresh)
+
+
+@contextmanager
+def hash_grouping(sql: Sql) -> Iterator[None]:
+    """Group by hashing, not sorting, for the statements inside (PostgreSQL): a fresh day
+    partition has no statistics, and the planner then expects a few rows and sorts an hour's
+    million rows on disk (measured: session partials 8.5 s sorted, 5.6 s hashed; user parts
+    4.4 s, 2.0 s)."""
+    if not sql.pg:
+        yield
+        return
+    before = sql.rows("SELECT current_setting('enable_sort')")[0][0]
+    sql.rows("SELECT set_config('enable_sort', 'off', true)")
+    yield  # not restored after an error: the transaction is over then
+    sql.rows("SELECT set_config('enable_sort', :value, true)", value=before)
 
 
 def upsert(conn: Connection, model: type[DeclarativeBase], rows: list[dict[str, Any]]) -> int:

@@ -47,12 +47,8 @@ def pg(postgres_url: str) -> Iterator[Engine]:
 
 
 def delta_of(events: Sequence[Event], project: int = 1) -> Delta:
-    """The delta of rows the writer just added, named by id (until raw rows carry txids)."""
-    return Delta(
-        where=WHERE,
-        params={"project": project, "ids": [e.key for e in events]},
-        hours=frozenset(hour(e.when) for e in events),
-    )
+    """The delta of rows the writer just added, named by id."""
+    return Delta(where=WHERE, params={"project": project, "ids": [e.key for e in events]})
 
 
 def batch(events: Sequence[Event], project: int = 1) -> Batch:
@@ -155,12 +151,7 @@ def test_deltas_add_up_to_the_full_recompute(pg, steps):
     if pending:
         add(pg, delta_of(pending))
     check_daily(pg)
-    by_deltas = daily_snapshot(pg)
-    with pg.begin() as conn:
-        for table in DAILY_TABLES:
-            conn.execute(text(f"DELETE FROM {table}"))
-    recompute(pg, all_hours(pg))
-    assert_same_daily(by_deltas, daily_snapshot(pg))
+    assert_recomputed_alike(pg, daily_snapshot(pg))
 
 
 def test_a_delta_touches_only_its_project_and_keys(pg):
@@ -179,11 +170,18 @@ def test_a_delta_touches_only_its_project_and_keys(pg):
         assert project2 == {k: v for k, v in before[table].items() if k[0] == 2}, table
         assert project2, table  # project 2's rows are there, and untouched
     # Project 1 equals a recomputation of its own hours.
+    assert_recomputed_alike(pg, after, project=1)
+
+
+def assert_recomputed_alike(pg: Engine, by_deltas: dict, project: int | None = None) -> None:
+    """Clear the daily tables (of ``project``), recompute every hour of project 1 the full
+    way: the rows the deltas built come back."""
+    scope = "" if project is None else f" WHERE project_id = {project}"
     with pg.begin() as conn:
         for table in DAILY_TABLES:
-            conn.execute(text(f"DELETE FROM {table} WHERE project_id = 1"))
+            conn.execute(text(f"DELETE FROM {table}{scope}"))
     recompute(pg, all_hours(pg))
-    assert_same_daily(after, daily_snapshot(pg))
+    assert_same_daily(by_deltas, daily_snapshot(pg))
 
 
 def test_a_delta_of_another_project_is_refused(pg):

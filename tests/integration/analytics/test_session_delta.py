@@ -68,7 +68,7 @@ def _add(engine, ids: list[str]) -> None:
     quoted = ", ".join(f"'{i}'" for i in ids) if ids else "NULL"
     where = f"project_id = :project AND id IN ({quoted})"
     with engine.begin() as conn:
-        sessions.add_delta(Sql(conn), 1, Delta(where, {"project": 1}, frozenset()))
+        sessions.add_delta(Sql(conn), 1, Delta(where, {"project": 1}))
 
 
 def _partials(engine) -> dict:
